@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The README's first command: set-up, then the main job.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/tvm-mpq inspect mobilenet_v1_0.25_32 "$@"

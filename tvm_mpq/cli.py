@@ -1,0 +1,59 @@
+"""`tvm-mpq`: the command-line interface (tvmc-style verbs).
+
+Exit codes: 0 success, 1 failure (a bug or a failed check), 2 user error (bad input,
+unsupported model, impossible budget). User errors print one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .errors import MpqError
+
+# verb -> module in tvm_mpq.commands; each has register(subparsers) and run(args).
+VERBS = ["zoo", "inspect"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own usage errors: one line, exit 2
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tvm-mpq", description=__doc__.split("\n")[0].strip("`: "),
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog="Run `tvm-mpq VERB --help` for a verb's options and examples.")
+    p.add_argument("-v", "--verbose", action="store_true", help="more detail on stderr")
+    p.add_argument("-q", "--quiet", action="store_true", help="only results and errors")
+    sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    sub.required = True
+    for verb in VERBS:
+        importlib.import_module(f".commands.{verb}", __package__).register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    try:
+        rc = args.func(args)
+    except MpqError as e:
+        print(f"tvm-mpq {args.verb}: error: {e.one_line()}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"tvm-mpq {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

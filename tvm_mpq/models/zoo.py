@@ -1,0 +1,50 @@
+"""Model zoo: names like `mobilenet_v1_0.75_224` resolve to ONNX models built on the fly."""
+
+from __future__ import annotations
+
+import re
+
+import onnx
+
+from ..errors import ModelError
+from .mobilenet_v1 import IMAGENET_RESOLUTIONS, WIDTHS, MobileNetV1Config, build_mobilenet_v1
+
+_NAME = re.compile(r"^mobilenet_v1_(?P<w>[0-9.]+)_(?P<res>[0-9]+)$")
+SMALL_RESOLUTIONS = (28, 32)
+
+
+def zoo_names() -> list[str]:
+    """The standard names (ImageNet sizes and the small-input variants)."""
+    names = [f"mobilenet_v1_{w:g}_{r}" for w in WIDTHS for r in IMAGENET_RESOLUTIONS]
+    names += [f"mobilenet_v1_{w:g}_{r}" for w in WIDTHS for r in SMALL_RESOLUTIONS]
+    return names
+
+
+def is_zoo_name(name: str) -> bool:
+    return _NAME.match(name) is not None
+
+
+def zoo_config(name: str, num_classes: int | None = None,
+               in_channels: int | None = None) -> MobileNetV1Config:
+    m = _NAME.match(name)
+    if not m:
+        raise ModelError(f"'{name}' is neither an .onnx file nor a zoo model name",
+                         hint="zoo names look like mobilenet_v1_0.75_224; see `tvm-mpq zoo`")
+    w, res = float(m["w"]), int(m["res"])
+    if w not in WIDTHS:
+        raise ModelError(f"zoo model '{name}': width {m['w']} not in {', '.join(f'{x:g}' for x in WIDTHS)}")
+    if res not in IMAGENET_RESOLUTIONS and res not in SMALL_RESOLUTIONS:
+        raise ModelError(f"zoo model '{name}': resolution {res} not in "
+                         f"{', '.join(map(str, IMAGENET_RESOLUTIONS + SMALL_RESOLUTIONS))}")
+    if num_classes is None:
+        num_classes = 10 if res in SMALL_RESOLUTIONS else 1000
+    if num_classes < 1:
+        raise ModelError(f"--num-classes must be >= 1, got {num_classes}")
+    if in_channels is None:
+        in_channels = 1 if res in SMALL_RESOLUTIONS else 3
+    return MobileNetV1Config(w, res, num_classes, in_channels)
+
+
+def zoo_model(name: str, num_classes: int | None = None, in_channels: int | None = None,
+              seed: int = 0) -> onnx.ModelProto:
+    return build_mobilenet_v1(zoo_config(name, num_classes, in_channels), seed=seed)

@@ -1,0 +1,85 @@
+"""The one place that imports TVM internals.
+
+TVM renames modules between releases (tir -> tirx / s_tir in 0.27, Relay and microTVM
+removed). Every other module of tvm-mpq goes through the names defined here, so the next
+rename touches this file only. TVM is imported lazily: `tvm-mpq inspect` or `plan`
+do not pay for it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+
+@functools.lru_cache(maxsize=None)
+def tvm():
+    import tvm as _tvm
+
+    return _tvm
+
+
+def relax():
+    from tvm import relax as _relax
+
+    return _relax
+
+
+def tirx():
+    from tvm import tirx as _tirx
+
+    return _tirx
+
+
+def s_tir():
+    from tvm import s_tir as _s_tir
+
+    return _s_tir
+
+
+def te():
+    from tvm import te as _te
+
+    return _te
+
+
+def host_target():
+    return tvm().target.Target("llvm")
+
+
+def cortex_m7_target():
+    """LLVM target for the Cortex-M7 with the hard-float ABI (arm-none-eabi-ld needs it)."""
+    return tvm().target.Target({"kind": "llvm", "mtriple": "thumbv7em-none-eabihf",
+                                "mcpu": "cortex-m7", "mfloat-abi": "hard"})
+
+
+def onnx_to_relax(model, keep_params_in_input: bool = False):
+    """Import an ONNX model with TVM's Relax ONNX frontend; returns an IRModule."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    return from_onnx(model, keep_params_in_input=keep_params_in_input)
+
+
+def build_relax_host(mod):
+    """Compile a Relax IRModule for the host CPU; returns a callable `f(*np arrays)`."""
+    relax_ = relax()
+    t = host_target()
+    mod = relax_.transform.DecomposeOpsForInference()(mod)
+    mod = relax_.transform.LegalizeOps()(mod)
+    ex = tvm().compile(mod, target=t)
+    vm = relax_.VirtualMachine(ex, tvm().cpu())
+
+    def run(*arrays: np.ndarray, entry: str = "main") -> Any:
+        args = [tvm().runtime.tensor(np.ascontiguousarray(a)) for a in arrays]
+        out = vm[entry](*args)
+        return _to_numpy(out)
+
+    return run
+
+
+def _to_numpy(out):
+    if isinstance(out, (list, tuple)) or type(out).__name__ in ("Array", "Tuple"):
+        return [_to_numpy(o) for o in out]
+    return out.numpy()
