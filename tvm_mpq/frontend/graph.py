@@ -206,6 +206,8 @@ def _glue(a: _Analyzer, node: onnx.NodeProto, layers: list[Layer]) -> None:
             raise UnsupportedOpError(node.name, op, "changes the number of elements")
     if owner is not None:
         owner.nodes.append(node.name)
+        if op == "BatchNormalization" and owner.n_bias == 0:
+            owner.n_bias = owner.out_channels   # BN becomes a per-channel bias on the device
     for o in node.output[:1]:
         a.alias[o] = src
 
