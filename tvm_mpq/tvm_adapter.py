@@ -83,3 +83,32 @@ def _to_numpy(out):
     if isinstance(out, (list, tuple)) or type(out).__name__ in ("Array", "Tuple"):
         return [_to_numpy(o) for o in out]
     return out.numpy()
+
+
+def register_relax_op(name: str, num_inputs: int, infer_type, legalize, doc: str = ""):
+    """Register a project Relax operator (idempotent: a re-registration keeps the first)."""
+    tvm_ = tvm()
+    try:
+        op = tvm_.ir.Op.get(name)
+        return op
+    except Exception:  # noqa: BLE001 - TVM raises a generic error for unknown ops
+        pass
+    tvm_.ir._ffi_api.RegisterOp(name, doc)
+    op = tvm_.ir.Op.get(name)
+    op.set_num_inputs(num_inputs)
+    op.set_attr("FPurity", True)
+    op.set_attr("FInferType", infer_type)
+    op.set_attr("FLegalize", legalize)
+    return op
+
+
+def tensor_type(shape, dtype: str):
+    return relax().TensorType([int(s) for s in shape], dtype)
+
+
+def static_shape(expr) -> tuple[int, ...]:
+    return tuple(int(s) for s in expr.ty.shape)
+
+
+def const(array: np.ndarray):
+    return relax().const(np.ascontiguousarray(array))

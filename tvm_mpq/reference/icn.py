@@ -1,0 +1,63 @@
+"""Integer Channel-Normalization (ICN) requantization: the rounding contract.
+
+A real multiplier M (per output channel) is stored as a Q31 mantissa M0 and an exponent N0:
+M = M0 * 2^(N0 - 31), 2^30 <= |M0| < 2^31 (M0 negative when M is, e.g. a negative
+batch-norm gamma), or M0 = 0 when M is 0 or too small to matter. Requantization of an
+int32 accumulator is
+
+    s = 31 - N0                              (1 <= s <= 62)
+    y = ((int64) acc * M0 + (1 << (s - 1))) >> s      (arithmetic shift: round half up)
+    y = clamp(y + Z_o, q_min, q_max)
+
+This form is the contract between this module, the TVM TIR kernels and the generated C:
+all three compute exactly this. It rounds to nearest (method.md writes a floor; rounding
+matches ONNX QuantizeLinear and the PACT paper, and halves the error).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+S_MIN, S_MAX = 1, 62
+
+
+def quantize_multiplier(m: float) -> tuple[int, int]:
+    """Real multiplier -> (M0, N0) with M = M0 * 2^(N0-31); see module doc."""
+    if not math.isfinite(m):
+        raise ValueError(f"multiplier {m} is not finite")
+    if m == 0.0:
+        return 0, 0
+    mant, exp = math.frexp(abs(m))          # abs(m) = mant * 2^exp, mant in [0.5, 1)
+    m0 = int(round(mant * (1 << 31)))
+    if m0 == (1 << 31):
+        m0 //= 2
+        exp += 1
+    s = 31 - exp
+    if s > S_MAX:                           # below 2^-32: contributes < 1/2 LSB for |acc|<2^31
+        return 0, 0
+    if s < S_MIN:
+        raise ValueError(f"multiplier {m} too large for ICN (>= 2^30)")
+    return (m0 if m > 0 else -m0), exp
+
+
+def quantize_multipliers(ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [quantize_multiplier(float(m)) for m in np.ravel(ms)]
+    m0 = np.array([p[0] for p in pairs], np.int64).reshape(np.shape(ms))
+    n0 = np.array([p[1] for p in pairs], np.int64).reshape(np.shape(ms))
+    return m0.astype(np.int32), n0.astype(np.int8)
+
+
+def requantize(acc: np.ndarray, m0: np.ndarray, n0: np.ndarray, z_out: int,
+               q_min: int, q_max: int) -> np.ndarray:
+    """ICN on int32 accumulators; m0/n0 broadcast along the last (channel) axis."""
+    acc = np.asarray(acc, np.int64)
+    if acc.size and (acc.min() < -(1 << 31) or acc.max() >= (1 << 31)):
+        raise OverflowError("accumulator exceeds int32")
+    m0 = np.asarray(m0, np.int64)
+    s = 31 - np.asarray(n0, np.int64)
+    if np.any((s < S_MIN) | (s > S_MAX)):
+        raise ValueError("shift out of range")
+    y = (acc * m0 + (np.int64(1) << (s - 1))) >> s
+    return np.clip(y + z_out, q_min, q_max).astype(np.int32)
