@@ -46,3 +46,8 @@ class PlanError(MpqError):
 
 class InputError(MpqError):
     """Runtime input of the wrong shape, dtype or format."""
+
+
+class TargetError(MpqError):
+    """Building or running firmware failed: a missing tool, an image that does not fit the
+    MCU, a fault or timeout on the (emulated) board."""
