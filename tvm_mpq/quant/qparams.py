@@ -1,0 +1,212 @@
+"""Per-layer integer quantization parameters: what the integer converter consumes.
+
+Two sources give the same `LayerQParams` list (one entry per conv / pool / linear layer,
+in execution order):
+
+- `layer_qparams(net)`: from a configured, trained/calibrated PyTorch `TorchNet`;
+- `read_qdq_params(model)`: from the QDQ ONNX model `export_qdq` wrote (the file the
+  rest of the flow passes around).
+
+Conventions (docs/quantization.md): real = scale * (q - zero_point); activations are
+unsigned (UINT{Q}, zero point 0) except the network input (UINT8, scale 1/128, zero
+point 128) and the logits (INT8 symmetric, zero point 0). Weights are UINT{Q} with a
+zero point, per layer (scalar scale/zero point) or per output channel (vectors, axis 0).
+With icn=False the batch-norm is folded into the weights and `bias` is the folded bias;
+with icn=True `bn_*` hold the batch-norm the requantizer must apply (section 3 of the
+method notes) and `bias` is the conv's own bias (None for the zoo).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from ..errors import ModelError
+from .torch_model import ConvLayer, LinearLayer, PoolLayer, TorchNet
+
+PLAN_KEY = "tvm_mpq.plan"
+FORMAT_KEY = "tvm_mpq.qdq"
+FORMAT = "tvm-mpq.qdq/1"
+
+# ONNX element type <-> (bits, signed)
+QTYPES = {(8, False): TensorProto.UINT8, (4, False): TensorProto.UINT4,
+          (2, False): TensorProto.UINT2, (8, True): TensorProto.INT8}
+QTYPE_BITS = {v: k for k, v in QTYPES.items()}
+
+
+@dataclass
+class LayerQParams:
+    name: str                          # ONNX node name of the Conv / Gemm / GlobalAveragePool
+    kind: str                          # conv, depthwise, pointwise, linear, pool
+    in_bits: int
+    in_scale: np.float32
+    in_zero_point: int
+    out_bits: int
+    out_scale: np.float32
+    out_zero_point: int
+    out_signed: bool = False           # True only for the INT8 logits
+    w_bits: int = 0
+    w_q: np.ndarray | None = None      # stored integers (uint8 values < 2^w_bits), OIHW / [out, in]
+    w_scale: np.ndarray | None = None  # float32, shape () per layer or (C_out,) per channel
+    w_zero_point: np.ndarray | None = None  # int32, same shape as w_scale
+    per_channel: bool = False
+    icn: bool = False
+    bias: np.ndarray | None = None     # float32 [C_out] or None
+    bn_gamma: np.ndarray | None = None
+    bn_beta: np.ndarray | None = None
+    bn_mean: np.ndarray | None = None
+    bn_var: np.ndarray | None = None
+    bn_eps: float = 0.0
+    stride: int = 1
+    pad: int = 0
+    groups: int = 1
+
+    def dequantized_weights(self) -> np.ndarray:
+        """S_w * (u - Z_w) in float32, as DequantizeLinear computes it."""
+        shape = (-1,) + (1,) * (self.w_q.ndim - 1)
+        z = self.w_zero_point.reshape(shape) if self.per_channel else self.w_zero_point
+        s = self.w_scale.reshape(shape) if self.per_channel else self.w_scale
+        return ((self.w_q.astype(np.float32) - z.astype(np.float32)) * s).astype(np.float32)
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def layer_qparams(net: TorchNet) -> list[LayerQParams]:
+    """The integer parameters of a configured `TorchNet` (fake_quant.configure)."""
+    if not net.quantized:
+        raise ValueError("the model has no quantizers (fake_quant.configure)")
+    fc = net.layers[-1]
+    if fc.oq is None or not fc.oq.calibrated:
+        raise ValueError("the logit scale is not calibrated (calibrate / calibrate_logits)")
+    s_in, z_in, b_in = np.float32(_np(net.iq.scale())), int(net.iq.zero_point), net.iq.bits
+    out: list[LayerQParams] = []
+    for m in net.layers:
+        if isinstance(m, PoolLayer):
+            out.append(LayerQParams(m.name, "pool", b_in, s_in, z_in, b_in, s_in, z_in))
+            continue
+        if isinstance(m, ConvLayer):
+            w, bias = m.folded() if m.fold else (m.weight, m.bias)
+            aq = m.aq
+            s_out, b_out, signed = np.float32(_np(aq.scale())), aq.bits, False
+        else:
+            w, bias = m.weight, m.bias
+            s_out, b_out, signed = np.float32(_np(m.oq.scale())), m.oq.bits, True
+        u, s, z = m.wq.integer(w)
+        p = LayerQParams(
+            m.name, m.kind, b_in, s_in, z_in, b_out, s_out, 0, signed, w_bits=m.wq.bits,
+            w_q=_np(u).astype(np.uint8), w_scale=_np(s).astype(np.float32).reshape(-1)
+            if m.wq.per_channel else np.float32(_np(s)).reshape(()),
+            w_zero_point=_np(z).astype(np.int32).reshape(-1) if m.wq.per_channel
+            else np.int32(_np(z)).reshape(()),
+            per_channel=m.wq.per_channel,
+            bias=None if bias is None else _np(bias).astype(np.float32))
+        if isinstance(m, ConvLayer):
+            p.stride, p.pad, p.groups = m.stride, m.pad, m.groups
+            p.icn = not m.fold and m.bn is not None
+            if p.icn:
+                bn = m.bn
+                p.bn_gamma, p.bn_beta = _np(bn.weight), _np(bn.bias)
+                p.bn_mean, p.bn_var, p.bn_eps = _np(bn.running_mean), _np(bn.running_var), bn.eps
+        out.append(p)
+        s_in, z_in, b_in = s_out, 0, b_out
+    return out
+
+
+# ---------------------------------------------------------------- from the QDQ ONNX file
+
+def plan_metadata(model: onnx.ModelProto) -> dict | None:
+    """The plan embedded in an exported model's metadata, or None."""
+    for p in model.metadata_props:
+        if p.key == PLAN_KEY:
+            return json.loads(p.value)
+    return None
+
+
+def read_qdq_params(model: onnx.ModelProto) -> list[LayerQParams]:
+    """Parse a model written by `export_qdq` back into `LayerQParams`."""
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    prod = {o: n for n in g.node for o in n.output}
+    cons: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            cons.setdefault(i, []).append(n)
+
+    def arr(name):
+        return numpy_helper.to_array(inits[name])
+
+    def dq_of(tensor, node):
+        dq = prod.get(tensor)
+        while dq is not None and dq.op_type in ("Reshape", "Flatten"):
+            dq = prod.get(dq.input[0])
+        if dq is None or dq.op_type != "DequantizeLinear":
+            raise ModelError(f"node '{node.name}': input '{tensor}' is not dequantized "
+                             "(not a tvm-mpq QDQ model)")
+        return dq
+
+    def next_q(tensor, node):
+        """Follow BN / Relu to the QuantizeLinear after `node`; return (q, bn, relu)."""
+        bn = relu = None
+        while True:
+            nxt = cons.get(tensor, [])
+            if len(nxt) != 1:
+                raise ModelError(f"node '{node.name}': output not followed by one node")
+            n = nxt[0]
+            if n.op_type == "QuantizeLinear":
+                return n, bn, relu
+            if n.op_type == "BatchNormalization":
+                bn = n
+            elif n.op_type == "Relu":
+                relu = n
+            else:
+                raise ModelError(f"node '{n.name}' ({n.op_type}) between '{node.name}' and "
+                                 "its QuantizeLinear")
+            tensor = n.output[0]
+
+    def qinfo(qnode):
+        zp = inits[qnode.input[2]]
+        bits, signed = QTYPE_BITS[zp.data_type]
+        return np.float32(arr(qnode.input[1])), int(arr(qnode.input[2])), bits, signed
+
+    out: list[LayerQParams] = []
+    for node in g.node:
+        if node.op_type not in ("Conv", "Gemm", "GlobalAveragePool"):
+            continue
+        s_in, z_in, b_in, _ = qinfo(dq_of(node.input[0], node))
+        q, bn, _ = next_q(node.output[0], node)
+        s_out, z_out, b_out, signed = qinfo(q)
+        if node.op_type == "GlobalAveragePool":
+            out.append(LayerQParams(node.name, "pool", b_in, s_in, z_in, b_out, s_out, z_out))
+            continue
+        wdq = dq_of(node.input[1], node)
+        axis = next((a.i for a in wdq.attribute if a.name == "axis"), 1)
+        w_scale, w_zp = arr(wdq.input[1]), arr(wdq.input[2])
+        per_channel = w_scale.ndim == 1
+        w_bits = QTYPE_BITS[inits[wdq.input[0]].data_type][0]
+        at = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        kind = "linear"
+        if node.op_type == "Conv":
+            k, grp = at["kernel_shape"][0], at.get("group", 1)
+            kind = "depthwise" if grp > 1 else "pointwise" if k == 1 and \
+                at.get("pads", [0])[0] == 0 else "conv"
+        if per_channel and axis != 0:
+            raise ModelError(f"node '{wdq.name}': per-channel axis {axis}, expected 0")
+        p = LayerQParams(
+            node.name, kind, b_in, s_in, z_in, b_out, s_out, z_out, signed, w_bits=w_bits,
+            w_q=arr(wdq.input[0]).astype(np.uint8), w_scale=w_scale.astype(np.float32),
+            w_zero_point=w_zp.astype(np.int32), per_channel=per_channel,
+            bias=arr(node.input[2]).astype(np.float32) if len(node.input) > 2 else None)
+        if node.op_type == "Conv":
+            p.stride, p.pad, p.groups = at["strides"][0], at["pads"][0], at.get("group", 1)
+        if bn is not None:
+            p.icn = True
+            p.bn_gamma, p.bn_beta, p.bn_mean, p.bn_var = (arr(t) for t in bn.input[1:5])
+            p.bn_eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        out.append(p)
+    return out
