@@ -46,18 +46,23 @@ def uses_icn(scheme: str, w_bits: int, out_bits: int) -> bool:
     return scheme == "mixpc" or w_bits < 8 or out_bits < 8
 
 
-def param_bytes(scheme: str, out_channels: int, w_bits: int, out_bits: int) -> int:
+def param_bytes(scheme: str, out_channels: int, w_bits: int, out_bits: int,
+                icn: bool | None = None) -> int:
     """Per-layer quantization parameters stored in FLASH next to the weights.
 
     - MixPL, folded batch-norm: int32 bias per output channel + 5 int32 (Zi, Zo, Zw, M0, N0)
     - MixPL, ICN: per output channel M0 (int32), N0 (int8), bias (int32) + 3 int32
     - MixPC (always ICN): per output channel M0 (int32), N0 (int8), bias (int32),
       Zw (int8) + 2 int32
+
+    `icn` defaults to `uses_icn(...)`; a MixPL plan may also choose ICN on an 8/8 layer.
     """
     c = out_channels
     if scheme == "mixpc":
         return c * (4 + 1 + 4 + 1) + 2 * 4
-    if uses_icn(scheme, w_bits, out_bits):
+    if icn is None:
+        icn = uses_icn(scheme, w_bits, out_bits)
+    if icn:
         return c * (4 + 1 + 4) + 3 * 4
     return c * 4 + 5 * 4
 
@@ -216,15 +221,16 @@ def plan_from_json(obj, graph=None) -> Plan:
         if lo["in_bits"] != want:
             raise PlanError(f"{where}: in_bits {lo['in_bits']} differs from the {want} bits "
                             f"of {what}")
-        icn = uses_icn(scheme, lo["w_bits"], lo["out_bits"])
-        if lo["icn"] != icn or lo["per_channel"] != (scheme == "mixpc"):
+        needs_icn = uses_icn(scheme, lo["w_bits"], lo["out_bits"])
+        if lo["per_channel"] != (scheme == "mixpc") or (needs_icn and not lo["icn"]):
             raise PlanError(f"{where}: icn={lo['icn']}, per_channel={lo['per_channel']} do not "
-                            f"match scheme {scheme} with w_bits {lo['w_bits']}, out_bits "
-                            f"{lo['out_bits']}")
+                            f"fit scheme {scheme} with w_bits {lo['w_bits']}, out_bits "
+                            f"{lo['out_bits']} (mixpc: per-channel + ICN; mixpl: per-layer, "
+                            "ICN unless weights and output are 8-bit)")
         if lo["weight_bytes"] != packed_bytes(lo["n_weights"], lo["w_bits"]):
             raise PlanError(f"{where}: weight_bytes {lo['weight_bytes']} != "
                             f"{lo['n_weights']} weights at {lo['w_bits']} bits")
-        pb = param_bytes(scheme, lo["out_channels"], lo["w_bits"], lo["out_bits"])
+        pb = param_bytes(scheme, lo["out_channels"], lo["w_bits"], lo["out_bits"], lo["icn"])
         if lo["param_bytes"] != pb:
             raise PlanError(f"{where}: param_bytes {lo['param_bytes']} != {pb} expected for "
                             f"{lo['out_channels']} channels ({scheme})")
