@@ -112,3 +112,49 @@ def static_shape(expr) -> tuple[int, ...]:
 
 def const(array: np.ndarray):
     return relax().const(np.ascontiguousarray(array))
+
+
+def is_constant(expr) -> bool:
+    return isinstance(expr, tvm().ir.expr.GenericConst)
+
+
+def constant_numpy(expr) -> np.ndarray:
+    return expr.value.numpy()
+
+
+def is_var(expr) -> bool:
+    return isinstance(expr, relax().Var)
+
+
+def is_call(expr, op_name: str | None = None) -> bool:
+    if not isinstance(expr, relax().Call) or not hasattr(expr.op, "name"):
+        return False
+    return op_name is None or expr.op.name == op_name
+
+
+def is_tuple_get_item(expr) -> bool:
+    return isinstance(expr, relax().TupleGetItem)
+
+
+def function_bindings(func):
+    """(var, value) pairs of a Relax function's body, in order, over all blocks."""
+    return [(b.var, b.value) for block in func.body.blocks for b in block.bindings]
+
+
+def attr(call, name: str, default=None):
+    attrs = call.attrs
+    if attrs is None:
+        return default
+    try:
+        v = getattr(attrs, name)
+    except AttributeError:
+        try:
+            v = attrs[name]
+        except Exception:  # noqa: BLE001
+            return default
+    return v
+
+
+def module_pass(name: str):
+    """Decorator: a Python function IRModule -> IRModule as a TVM module pass."""
+    return tvm().ir.transform.module_pass(opt_level=0, name=name)

@@ -1,0 +1,384 @@
+"""LegalizeRequantizeToICN: fake-quant chains become integer-only `mpq.*` ops.
+
+Must run after: AnnotatePrecision (every quantize and weight dequantize is wrapped in
+`mpq.precision`).
+
+What it does: rebuilds `main` as an integer function. Its parameter is the quantized input
+image in NHWC (the float `quantize` at the entry is dropped; its scale and zero point
+become function attributes), and every chain
+
+    dequantize(x_q) -> conv2d | depthwise | matmul (dequantize(w_q)) [+ bias]
+        [-> batch_norm] [-> relu | max/min clamp] -> quantize -> mpq.precision
+
+becomes one `mpq.conv2d_icn` / `mpq.linear_icn` (int32 accumulation with zero points,
+batch-norm moved into the per-channel ICN multiplier and bias, method.md section 3);
+`mean` over H, W (global average pooling) becomes `mpq.avg_pool_icn`, the add of two
+dequantized tensors `mpq.add_icn`, and a reshape of a dequantized tensor an integer
+reshape. The function returns the quantized logits (the float `dequantize` at the exit is
+dropped; attributes keep its scale and zero point). Layer names come from the ONNX nodes.
+
+Invariants: the result has no float tensor (`CheckIntegerOnly` verifies it); the integer
+semantics equal `tvm_mpq.reference.ops` (the golden model) by construction of the ops.
+Anything that does not fit a pattern raises a ModelError naming the ONNX node.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import tvm_adapter as ta
+from ..errors import ModelError
+from ..reference.icn import quantize_multiplier, quantize_multipliers
+from .ops import make_call
+
+ADD_SHIFT_BITS = 20        # residual add: |k_a|, |k_b| < 2^20
+
+
+@dataclass
+class QAct:
+    """A quantized activation of the new integer function."""
+    var: object                 # Relax var (NHWC, or (1, C))
+    scale: float
+    zero: int
+    bits: int
+    signed: bool
+    node: str
+
+    @property
+    def q_range(self) -> tuple[int, int]:
+        if self.signed:
+            return -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
+        return 0, (1 << self.bits) - 1
+
+
+@dataclass
+class QWeight:
+    q: np.ndarray               # integers in the Relax layout (OIHW or (N, K))
+    scale: np.ndarray           # per output channel (broadcast if per tensor)
+    zero: np.ndarray
+    bits: int
+    signed: bool
+    per_channel: bool
+    node: str
+
+
+class _Legalizer:
+    def __init__(self, func, layer_names: list[str] | None):
+        self.func = func
+        self.defs = dict(ta.function_bindings(func))
+        self.relax = ta.relax()
+        self.bb = self.relax.BlockBuilder()
+        self.acts: dict = {}            # old var (quantize/precision) -> QAct
+        self.layer_names = list(layer_names or [])
+        self.layers: list[dict] = []    # summary per integer op, in order
+
+    # ---- helpers over the old function -------------------------------------------------
+    def value(self, e):
+        seen = 0
+        while ta.is_var(e) and e in self.defs and seen < 10000:
+            e = self.defs[e]
+            seen += 1
+        return e
+
+    def const(self, e) -> np.ndarray | None:
+        """Evaluate a constant expression (constants, dequantize, reshape, permute)."""
+        e = self.value(e)
+        if ta.is_constant(e):
+            return ta.constant_numpy(e).astype(np.float64)
+        if ta.is_call(e, "mpq.precision"):
+            return self.const(e.args[0])
+        if ta.is_call(e, "relax.dequantize"):
+            q, s, z = (self.const(a) for a in e.args[:3])
+            if q is None or s is None or z is None:
+                return None
+            ax = int(e.attrs.axis) % q.ndim
+            shp = [1] * q.ndim
+            if s.size > 1:
+                shp[ax] = -1
+            return (q - z.reshape(shp if z.size > 1 else ())) * s.reshape(shp if s.size > 1 else ())
+        if ta.is_call(e, "relax.permute_dims"):
+            x = self.const(e.args[0])
+            axes = e.attrs.axes
+            return None if x is None else np.transpose(x, None if axes is None else list(axes))
+        if ta.is_call(e, "relax.reshape"):
+            x = self.const(e.args[0])
+            return None if x is None else x.reshape(ta.static_shape(e))
+        return None
+
+    def qweight(self, e, transpose: bool = False) -> QWeight:
+        e = self.value(e)
+        if ta.is_call(e, "relax.permute_dims"):
+            return self.qweight(e.args[0], transpose=not transpose)
+        if not ta.is_call(e, "mpq.precision"):
+            raise ModelError("layer weights are not a DequantizeLinear of an initializer")
+        bits, signed, node = int(e.attrs["bits"]), bool(int(e.attrs["signed"])), str(e.attrs["node"])
+        dq = self.value(e.args[0])
+        q = ta.constant_numpy(self.value(dq.args[0])).astype(np.int64)
+        s = self.const(dq.args[1]).ravel()
+        z = self.const(dq.args[2]).ravel().astype(np.int64)
+        axis = int(dq.attrs.axis) % q.ndim
+        if transpose:                   # (N, K) stored, used as its transpose
+            q = q.T
+            axis = 1 - axis
+        out_axis = 1 if q.ndim == 2 else 0      # (K, N) for matmul, O for OIHW
+        if q.ndim == 2:
+            q = q.T                    # -> (N, K)
+        n_out = q.shape[0]
+        per_channel = s.size > 1
+        if per_channel and (axis != out_axis or s.size != n_out):
+            raise ModelError(f"node '{node}': per-channel weight quantization must be along "
+                             "the output channels")
+        return QWeight(q, np.broadcast_to(s, (n_out,)).copy(), np.broadcast_to(z, (n_out,)).copy(),
+                       bits, signed, per_channel, node)
+
+    def act_input(self, e) -> QAct:
+        """An operand of a compute op: dequantize of a quantized activation (maybe reshaped)."""
+        e = self.value(e)
+        if ta.is_call(e, "relax.dequantize"):
+            src = e.args[0]
+            if src in self.acts:
+                return self.acts[src]
+            raise ModelError("a dequantized tensor is not the output of a quantized layer")
+        if ta.is_call(e, "relax.reshape"):
+            a = self.act_input(e.args[0])
+            shape = ta.static_shape(e)
+            old = ta.static_shape(a.var)
+            if len(old) == 4 and (old[1] != 1 or old[2] != 1):
+                raise ModelError(f"node '{a.node}': flattening a {old[1]}x{old[2]} feature map "
+                                 "is not supported (only 1x1 after global pooling)")
+            v = self.bb.emit(self.relax.op.reshape(a.var, shape))
+            return QAct(v, a.scale, a.zero, a.bits, a.signed, a.node)
+        raise ModelError("a layer consumes a float tensor that is not a dequantized quantized "
+                         f"tensor ({self._describe(e)}): insert Q/DQ or quantize this op")
+
+    @staticmethod
+    def _describe(e) -> str:
+        return e.op.name if ta.is_call(e) else type(e).__name__
+
+    # ---- the rewrite --------------------------------------------------------------------
+    def run(self):
+        params = list(self.func.params)
+        if len(params) != 1:
+            raise ModelError("the model must have exactly one input")
+        x = params[0]
+        n, c, h, w = ta.static_shape(x)
+        bindings = ta.function_bindings(self.func)
+        first_q = next((v for v, val in bindings if ta.is_call(val, "mpq.precision")
+                        and ta.is_call(self.value(val.args[0]), "relax.quantize")
+                        and self.value(self.value(val.args[0]).args[0]).same_as(x)), None)
+        if first_q is None:
+            raise ModelError("the model input is not quantized (no QuantizeLinear on the input)")
+        qin = self.value(self.defs[first_q].args[0])
+        p = self.defs[first_q]
+        signed = bool(int(p.attrs["signed"]))
+        xq = self.relax.Var("input_q", ta.tensor_type((n, h, w, c), "int8" if signed else "uint8"))
+        in_scale = float(self.const(qin.args[1]).item())
+        in_zero = int(self.const(qin.args[2]).item())
+        with self.bb.function("main", [xq]):
+            with self.bb.dataflow():
+                self.acts[first_q] = QAct(xq, in_scale, in_zero, int(p.attrs["bits"]), signed,
+                                          str(p.attrs["node"]))
+                for var, val in bindings:
+                    if var.same_as(first_q):
+                        continue
+                    if ta.is_call(val, "mpq.precision") and \
+                            ta.is_call(self.value(val.args[0]), "relax.quantize"):
+                        self.acts[var] = self.quantized(self.value(val.args[0]), val)
+                out = self.output()
+                gv = self.bb.emit_output(out.var)
+            self.bb.emit_func_output(gv)
+        mod = self.bb.get()
+        gvar = mod.get_global_var("main")
+        f = mod[gvar].with_attr("mpq.input_scale", in_scale).with_attr(
+            "mpq.input_zero_point", in_zero).with_attr("mpq.input_bits", self.acts[first_q].bits)
+        f = f.with_attr("mpq.output_scale", out.scale).with_attr(
+            "mpq.output_zero_point", out.zero).with_attr("mpq.output_bits", out.bits)
+        mod[gvar] = f
+        return mod
+
+    def output(self) -> QAct:
+        ret = self.value(self.func.body.body)
+        if ta.is_call(ret, "relax.dequantize") and ret.args[0] in self.acts:
+            return self.acts[ret.args[0]]
+        raise ModelError("the model output is not a DequantizeLinear of a quantized tensor")
+
+    def quantized(self, q, prec) -> QAct:
+        """Legalize `quantize(y)`: trace y back to its compute op."""
+        bits, signed, node = int(prec.attrs["bits"]), bool(int(prec.attrs["signed"])), \
+            str(prec.attrs["node"])
+        s_o = float(self.const(q.args[1]).item())
+        z_o = int(self.const(q.args[2]).item())
+        out = QAct(None, s_o, z_o, bits, signed, node)
+        lo, hi = -math.inf, math.inf
+        bn = None
+        bias = None
+        e = self.value(q.args[0])
+        while True:
+            if ta.is_call(e, "relax.nn.relu"):
+                lo = max(lo, 0.0)
+            elif ta.is_call(e, "relax.maximum") and self.const(e.args[1]) is not None:
+                lo = max(lo, float(self.const(e.args[1]).item()))
+            elif ta.is_call(e, "relax.minimum") and self.const(e.args[1]) is not None:
+                hi = min(hi, float(self.const(e.args[1]).item()))
+            elif ta.is_call(e, "relax.nn.clip"):
+                lo, hi = max(lo, float(e.args[1].value)), min(hi, float(e.args[2].value))
+            elif ta.is_tuple_get_item(e) and ta.is_call(self.value(e.tuple_value),
+                                                        "relax.nn.batch_norm"):
+                if bn is not None or bias is not None:
+                    raise ModelError(f"node '{node}': unsupported batch-norm placement")
+                b = self.value(e.tuple_value)
+                vals = [self.const(a) for a in b.args[1:5]]
+                if any(v is None for v in vals):
+                    raise ModelError(f"node '{node}': batch-norm parameters must be constant")
+                bn = (*vals, float(b.attrs.epsilon))
+                e = self.value(b.args[0])
+                continue
+            elif ta.is_call(e, "relax.add") and self.const(e.args[1]) is not None:
+                c = self.const(e.args[1]).ravel()
+                bias = c if bias is None else bias + c
+            elif ta.is_call(e, "relax.add") and self.const(e.args[0]) is not None:
+                c = self.const(e.args[0]).ravel()
+                bias = c if bias is None else bias + c
+                e = self.value(e.args[1])
+                continue
+            else:
+                break
+            e = self.value(e.args[0])
+        q_min, q_max = out.q_range
+        if lo > -math.inf:
+            q_min = max(q_min, z_o + int(round(lo / s_o)))
+        if hi < math.inf:
+            q_max = min(q_max, z_o + int(round(hi / s_o)))
+        if q_min > q_max:
+            raise ModelError(f"node '{node}': empty output range")
+        if ta.is_call(e, "relax.nn.conv2d"):
+            out.var = self.conv(e, bias, bn, out, q_min, q_max)
+        elif ta.is_call(e, "relax.matmul"):
+            out.var = self.linear(e, bias, bn, out, q_min, q_max)
+        elif ta.is_call(e, "relax.mean") and bias is None and bn is None:
+            out.var = self.pool(e, out, q_min, q_max)
+        elif ta.is_call(e, "relax.add") and bias is None and bn is None:
+            out.var = self.add(e, out, q_min, q_max)
+        elif ta.is_call(e, ("relax.reshape")) or ta.is_call(e, "relax.dequantize"):
+            a = self.act_input(e)
+            if (abs(a.scale - s_o) > 1e-6 * s_o or a.zero != z_o or a.bits != bits
+                    or a.signed != signed):
+                raise ModelError(f"node '{node}': requantization of a reshape is not supported")
+            out.var = a.var
+        else:
+            raise ModelError(f"node '{node}': the quantized value comes from "
+                             f"{self._describe(e)}, which the integer flow does not support")
+        return out
+
+    def _icn_params(self, what, x: QAct, w: QWeight, bias, bn, out: QAct):
+        n_out = w.q.shape[0]
+        s_w = w.scale
+        b = np.zeros(n_out) if bias is None else np.broadcast_to(bias, (n_out,)).astype(np.float64)
+        if bn is not None:
+            gamma, beta, mean, var, eps = bn
+            sigma = np.sqrt(var + eps)
+            if np.any(gamma == 0):
+                raise ModelError(f"{what}: batch-norm gamma is 0 in channel "
+                                 f"{int(np.argmax(gamma == 0))}; fold it before quantizing")
+            mult = gamma / sigma
+            b_real = b - mean + beta * sigma / gamma
+        else:
+            mult = np.ones(n_out)
+            b_real = b
+        m = mult * x.scale * s_w / out.scale
+        bias_q = np.rint(b_real / (x.scale * s_w))
+        m0, n0 = quantize_multipliers(m)
+        # int32 accumulator bound (worst case over the input and weight ranges)
+        k = int(np.prod(w.q.shape[1:]))
+        x_span = max(abs(v - x.zero) for v in x.q_range)
+        w_span = np.max(np.abs(w.q - w.zero[:, None].reshape((-1,) + (1,) * (w.q.ndim - 1))))
+        bound = k * x_span * float(w_span) + np.max(np.abs(bias_q), initial=0)
+        if bound >= 2**31:
+            raise ModelError(f"{what}: the int32 accumulator could overflow "
+                             f"(bound {bound:.3g}); reduce the bias or the layer size")
+        return bias_q.astype(np.int32), m0, n0.astype(np.int32), m
+
+    def _name(self, kind: str, node: str) -> str:
+        i = len(self.layers)
+        return self.layer_names[i] if i < len(self.layer_names) else f"{kind}_{i}"
+
+    def conv(self, e, bias, bn, out: QAct, q_min, q_max):
+        x = self.act_input(e.args[0])
+        w = self.qweight(e.args[1])
+        a = e.attrs
+        groups = int(a.groups)
+        strides, pads = [int(v) for v in a.strides], [int(v) for v in a.padding]
+        if str(a.data_layout) != "NCHW" or str(a.kernel_layout) != "OIHW":
+            raise ModelError(f"node '{w.node}': conv layout {a.data_layout}/{a.kernel_layout}")
+        if any(int(d) != 1 for d in a.dilation) or len(set(strides)) != 1 or len(set(pads)) != 1:
+            raise ModelError(f"node '{w.node}': dilated, anisotropic or asymmetric convolution")
+        c_in = ta.static_shape(x.var)[3]
+        depthwise = groups > 1
+        if depthwise and not (groups == c_in and w.q.shape[1] == 1 and w.q.shape[0] == c_in):
+            raise ModelError(f"node '{w.node}': grouped convolution with groups={groups}")
+        name = self._name("conv", w.node)
+        bias_q, m0, n0, _ = self._icn_params(f"layer '{name}'", x, w, bias, bn, out)
+        w_ohwi = np.transpose(w.q, (0, 2, 3, 1))
+        w_dtype = np.int8 if w.signed else np.uint8
+        k = w_ohwi.shape[1]
+        kind = "depthwise" if depthwise else ("pointwise" if k == 1 and pads[0] == 0 else "conv")
+        attrs = dict(stride=strides[0], pad=pads[0], depthwise=int(depthwise), z_in=x.zero,
+                     z_out=out.zero, q_min=q_min, q_max=q_max, in_bits=x.bits,
+                     out_bits=out.bits, w_bits=w.bits, w_signed=int(w.signed),
+                     per_channel=int(w.per_channel), name=name, kind=kind)
+        args = [x.var, ta.const(w_ohwi.astype(w_dtype)), ta.const(w.zero.astype(np.int32)),
+                ta.const(bias_q), ta.const(m0), ta.const(n0)]
+        self.layers.append(attrs)
+        return self.bb.emit(make_call("mpq.conv2d_icn", args, attrs))
+
+    def linear(self, e, bias, bn, out: QAct, q_min, q_max):
+        x = self.act_input(e.args[0])
+        w = self.qweight(e.args[1])
+        if bn is not None:
+            raise ModelError(f"node '{w.node}': batch-norm after a fully connected layer")
+        name = self._name("linear", w.node)
+        bias_q, m0, n0, _ = self._icn_params(f"layer '{name}'", x, w, bias, None, out)
+        attrs = dict(z_in=x.zero, z_out=out.zero, q_min=q_min, q_max=q_max, in_bits=x.bits,
+                     out_bits=out.bits, w_bits=w.bits, w_signed=int(w.signed),
+                     per_channel=int(w.per_channel), name=name, kind="linear")
+        args = [x.var, ta.const(w.q.astype(np.int8 if w.signed else np.uint8)),
+                ta.const(w.zero.astype(np.int32)), ta.const(bias_q), ta.const(m0), ta.const(n0)]
+        self.layers.append(attrs)
+        return self.bb.emit(make_call("mpq.linear_icn", args, attrs))
+
+    def pool(self, e, out: QAct, q_min, q_max):
+        x = self.act_input(e.args[0])
+        axes = sorted(int(v) for v in e.attrs.axis)
+        _, h, w, _ = ta.static_shape(x.var)
+        if axes != [2, 3] or h != w:
+            raise ModelError(f"node '{out.node}': only global average pooling over square maps")
+        m0, n0 = quantize_multiplier(x.scale / (out.scale * h * w))
+        name = self._name("pool", out.node)
+        attrs = dict(kernel=h, stride=1, z_in=x.zero, z_out=out.zero, q_min=q_min, q_max=q_max,
+                     in_bits=x.bits, out_bits=out.bits, name=name, kind="pool")
+        self.layers.append(attrs)
+        return self.bb.emit(make_call("mpq.avg_pool_icn", [
+            x.var, ta.const(np.array([m0], np.int32)), ta.const(np.array([n0], np.int32))], attrs))
+
+    def add(self, e, out: QAct, q_min, q_max):
+        a, b = self.act_input(e.args[0]), self.act_input(e.args[1])
+        ra, rb = a.scale / out.scale, b.scale / out.scale
+        top = max(ra, rb)
+        shift = max(1, min(40, ADD_SHIFT_BITS - max(0, math.ceil(math.log2(top + 1e-30)))))
+        k_a, k_b = int(round(ra * (1 << shift))), int(round(rb * (1 << shift)))
+        name = self._name("add", out.node)
+        attrs = dict(z_a=a.zero, z_b=b.zero, k_a=k_a, k_b=k_b, shift=shift, z_out=out.zero,
+                     q_min=q_min, q_max=q_max, in_bits=max(a.bits, b.bits), out_bits=out.bits,
+                     name=name, kind="add")
+        self.layers.append(attrs)
+        return self.bb.emit(make_call("mpq.add_icn", [a.var, b.var], attrs))
+
+
+def legalize_requantize_to_icn(mod, layer_names: list[str] | None = None):
+    """Apply the pass to `main`; `layer_names` (ONNX compute-node names in execution order)
+    name the integer ops."""
+    leg = _Legalizer(mod["main"], layer_names)
+    return leg.run()
