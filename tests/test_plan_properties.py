@@ -9,8 +9,12 @@ from hypothesis import strategies as st
 from tvm_mpq.errors import BudgetError
 from tvm_mpq.frontend.graph import Layer, LayerGraph
 from tvm_mpq.memory.allocation import allocate, footprint_8bit
-from tvm_mpq.memory.liveness import (peak_activation_bytes, scratch_bytes, tensor_bits,
-                                     tensor_sources)
+from tvm_mpq.memory.liveness import (
+    peak_activation_bytes,
+    scratch_bytes,
+    tensor_bits,
+    tensor_sources,
+)
 from tvm_mpq.memory.plan import packed_bytes, param_bytes, plan_from_json
 
 SETTINGS = settings(max_examples=150, deadline=None,

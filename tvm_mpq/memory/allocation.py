@@ -22,8 +22,16 @@ from __future__ import annotations
 from ..errors import BudgetError, MpqError
 from ..units import format_size
 from .liveness import live_tensors, scratch_bytes, step_bytes, tensor_sizes, tensor_sources
-from .plan import (INPUT_BITS, RAM_MODELS, SCHEMES, LayerPlan, Plan, packed_bytes,
-                   param_bytes, uses_icn)
+from .plan import (
+    INPUT_BITS,
+    RAM_MODELS,
+    SCHEMES,
+    LayerPlan,
+    Plan,
+    packed_bytes,
+    param_bytes,
+    uses_icn,
+)
 
 DELTA_PERCENT = 5          # delta = 0.05 of the weight-share threshold
 MIN_BITS = 2
@@ -133,16 +141,21 @@ def _cut_activations_liveness(st: _State, ram: int) -> list[int]:
     live at the (first) peak step that can still be cut, halve the one with the most bits;
     ties go to the one holding the most bytes at that step (the chain rule's n*Q
     comparison), then to the later-produced one (the chain rule's output preference).
-    Returns the final per-step bytes."""
+    Then undo, newest first, every cut that is no longer needed (a later cut elsewhere may
+    have made an earlier one redundant). Returns the final per-step bytes."""
     graph = st.graph
     sizes = tensor_sizes(graph)
-
     live = live_tensors(graph)
+
+    def steps_now() -> list[int]:
+        return step_bytes(graph, st.tensor_bits(), scratch_bytes)
+
+    cuts: list[int] = []
     while True:
-        steps = step_bytes(graph, st.tensor_bits(), scratch_bytes)
+        steps = steps_now()
         peak = max(steps)
         if peak <= ram:
-            return steps
+            break
         s = steps.index(peak)
         held: dict[int, int] = {}
         for t in live[s]:
@@ -153,6 +166,12 @@ def _cut_activations_liveness(st: _State, ram: int) -> list[int]:
             raise _liveness_infeasible(st, ram)
         k = max(held, key=lambda v: (st.q[v], held[v], v))
         st.q[k] //= 2
+        cuts.append(k)
+    for k in reversed(cuts):                 # undoing only adds bytes: one pass suffices
+        st.q[k] *= 2
+        if max(steps_now()) > ram:
+            st.q[k] //= 2
+    return steps_now()
 
 
 def _liveness_infeasible(st: _State, ram: int) -> BudgetError:
