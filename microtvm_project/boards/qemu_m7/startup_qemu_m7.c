@@ -1,13 +1,14 @@
 /*
  * startup_qemu_m7.c - vector table and reset handler for QEMU's mps2-an500 (Cortex-M7, FPU).
- * Reset: enable the FPU, copy .data, zero .bss, enable the configurable faults and the
- * divide-by-zero trap, open the semihosting console, run constructors, exit(main()).
+ * Reset: enable the FPU, copy .data, zero .bss, trap integer division by zero, open the
+ * semihosting console, run constructors, exit(main()).
+ * Faults are left to escalate to HardFault (the reset default); the MPQ_FAULT line carries
+ * CFSR/HFSR so the host can tell which fault it was.
  */
 #include <stdint.h>
 #include <stdlib.h>
 
 #define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
-#define SCB_SHCSR (*(volatile uint32_t *)0xE000ED24u)
 #define SCB_CCR (*(volatile uint32_t *)0xE000ED14u)
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, __stack_top;
@@ -26,8 +27,7 @@ __attribute__((noreturn)) void Reset_Handler(void)
     __asm volatile("dsb\n isb" ::: "memory");
     for (uint32_t *src = &_sidata, *dst = &_sdata; dst < &_edata;) *dst++ = *src++;
     for (uint32_t *dst = &_sbss; dst < &_ebss;) *dst++ = 0;
-    SCB_SHCSR |= (1u << 16) | (1u << 17) | (1u << 18); /* MemManage, BusFault, UsageFault */
-    SCB_CCR |= 1u << 4;                                  /* integer divide by zero faults */
+    SCB_CCR |= 1u << 4; /* DIV_0_TRP */
     __asm volatile("dsb\n isb" ::: "memory");
     initialise_monitor_handles();
     __libc_init_array();
