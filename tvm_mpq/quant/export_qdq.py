@@ -31,13 +31,10 @@ OPSET_2BIT = 25
 
 
 def _int_tensor(name: str, values: np.ndarray, bits: int, signed: bool = False):
-    vt = QTYPES[(bits, signed)]
-    values = np.asarray(values)
-    if vt == TensorProto.UINT8:
-        return numpy_helper.from_array(values.astype(np.uint8), name)
-    if vt == TensorProto.INT8:
-        return numpy_helper.from_array(values.astype(np.int8), name)
-    return helper.make_tensor(name, vt, list(values.shape), values.astype(np.int64).ravel().tolist())
+    """Integers as an initializer of the real ONNX type; sub-byte types are stored packed
+    (raw_data, element 0 in the lowest bits, as the project's kernels pack them)."""
+    np_type = helper.tensor_dtype_to_np_dtype(QTYPES[(bits, signed)])
+    return numpy_helper.from_array(np.asarray(values).astype(np.int64).astype(np_type), name)
 
 
 def _f32(name: str, value) -> onnx.TensorProto:

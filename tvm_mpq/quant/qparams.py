@@ -26,7 +26,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from ..errors import ModelError
-from .torch_model import ConvLayer, LinearLayer, PoolLayer, TorchNet
+from .torch_model import ConvLayer, PoolLayer, TorchNet
 
 PLAN_KEY = "tvm_mpq.plan"
 FORMAT_KEY = "tvm_mpq.qdq"

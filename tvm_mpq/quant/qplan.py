@@ -1,17 +1,14 @@
 """The precision plan as the quantizers see it (schema "tvm-mpq.plan/1").
 
-`read_plan` loads a plan file (through `tvm_mpq.memory.plan.load_plan` when that module
-exists, else a small JSON reader); `layer_configs` checks it against a `TorchNet` and
-returns one `LayerQ` per weight layer. `make_plan` writes plans by hand (tests, benches):
-it is not the memory-driven allocator, only a way to state bit widths explicitly.
+`read_plan` loads a plan file (through `tvm_mpq.memory.plan.load_plan`); `layer_configs`
+checks a plan dict against a `TorchNet` and returns one `LayerQ` per weight layer.
+`make_plan` writes plans by hand (tests, benches): it is not the memory-driven allocator
+(`memory.allocation.allocate`), only a way to state bit widths explicitly.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, is_dataclass
-
-import torch
+from dataclasses import dataclass
 
 from ..errors import PlanError
 from .torch_model import INPUT_BITS, TorchNet
@@ -33,36 +30,12 @@ class LayerQ:
     per_channel: bool
 
 
-def _to_dict(plan) -> dict:
-    if isinstance(plan, dict):
-        return plan
-    for attr in ("to_json", "to_dict", "as_dict"):
-        if hasattr(plan, attr):
-            return getattr(plan, attr)()
-    if is_dataclass(plan):
-        return asdict(plan)
-    raise PlanError(f"cannot read a plan of type {type(plan).__name__}")
-
-
 def read_plan(path: str, graph=None) -> dict:
-    """Plan file -> plan dict; `graph` (a LayerGraph) lets the memory module check it."""
-    try:
-        from ..memory.plan import load_plan   # the memory planner's reader, when present
-    except ImportError:
-        load_plan = None
-    if load_plan is not None and graph is not None:
-        return _to_dict(load_plan(path, graph))
-    try:
-        with open(path) as f:
-            plan = json.load(f)
-    except FileNotFoundError:
-        raise PlanError(f"plan file '{path}' not found") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PlanError(f"plan file '{path}' is not valid JSON: {e}") from None
-    if not isinstance(plan, dict) or plan.get("schema") != SCHEMA:
-        raise PlanError(f"plan file '{path}': not a {SCHEMA} plan (schema "
-                        f"{plan.get('schema') if isinstance(plan, dict) else None!r})")
-    return plan
+    """Plan file -> plan dict, validated by `tvm_mpq.memory.plan.load_plan` (and checked
+    against `graph`, a LayerGraph, when given)."""
+    from ..memory.plan import load_plan
+
+    return load_plan(path, graph).to_json()
 
 
 def layer_configs(plan: dict, net: TorchNet) -> dict[str, LayerQ]:
@@ -123,68 +96,42 @@ def layer_configs(plan: dict, net: TorchNet) -> dict[str, LayerQ]:
     return cfg
 
 
-def layer_sizes(net: TorchNet) -> dict[str, tuple[int, int, int, int]]:
-    """{layer: (n_in, n_out, n_weights, out_channels)} at batch 1."""
-    sizes = {}
-    x = torch.zeros(1, *net.input_shape)
-    with torch.no_grad():
-        for m in net.layers:
-            if m.kind == "linear":
-                x = x.flatten(1)
-            y = _plain(m, x)
-            n_w = int(m.weight.numel()) if hasattr(m, "weight") else 0
-            sizes[m.name] = (x.numel(), y.numel(), n_w, y.shape[1])
-            x = y
-    return sizes
-
-
-def _plain(m, x):
-    """The layer's float forward (no quantizers, no statistics updates)."""
-    saved = {k: getattr(m, k) for k in ("wq", "aq", "oq", "requant", "fold") if hasattr(m, k)}
-    training = m.training
-    try:
-        for k in saved:
-            setattr(m, k, False if k == "fold" else None)
-        m.eval()
-        return m(x)
-    finally:
-        for k, v in saved.items():
-            setattr(m, k, v)
-        m.train(training)
-
-
-def make_plan(net: TorchNet, scheme: str = "mixpl", w_bits: dict[str, int] | None = None,
+def make_plan(graph, scheme: str = "mixpl", w_bits: dict[str, int] | None = None,
               out_bits: dict[str, int] | None = None, icn: dict[str, bool] | None = None
               ) -> dict:
-    """A plan with 8 bits everywhere except the given per-layer `w_bits` / `out_bits`.
+    """A plan for `graph` (a LayerGraph) with 8 bits everywhere except the given per-layer
+    `w_bits` / `out_bits` (the logits stay at 8 bits).
 
-    MixPL uses ICN on layers with w_bits < 8 or out_bits < 8 and folding elsewhere
-    (override with `icn`); MixPC uses per-channel weights and ICN everywhere. The byte
-    counts follow the method's chain models (section 1 of the method notes)."""
+    MixPL uses ICN on layers with w_bits < 8 or out_bits < 8 and folding elsewhere; MixPC
+    per-channel weights and ICN everywhere. `icn` overrides the choice per layer (folding
+    a sub-8-bit layer is outside the plan schema: such a plan serves experiments only and
+    `memory.plan.load_plan` rejects it). Sizes follow `memory.plan`'s chain model."""
+    from ..memory.liveness import tensor_sources
+    from ..memory.plan import LayerPlan, Plan, packed_bytes, param_bytes, uses_icn
+
     if scheme not in SCHEMES:
         raise ValueError(scheme)
     w_bits, out_bits, icn = dict(w_bits or {}), dict(out_bits or {}), dict(icn or {})
-    sizes = layer_sizes(net)
-    layers, prev = [], INPUT_BITS
-    flash = ram = ro = 0
-    for m in net.layers:
-        n_in, n_out, n_w, c = sizes[m.name]
-        if m.kind == "pool":
-            layers.append({"name": m.name, "kind": "pool", "in_bits": prev, "out_bits": prev})
-            ram = max(ram, (n_in + n_out) * prev // 8)
-            continue
-        last = m is net.layers[-1]
-        qo = LOGIT_BITS if last else out_bits.get(m.name, 8)
-        qw = w_bits.get(m.name, 8)
-        per_channel = scheme == "mixpc"
-        use_icn = True if per_channel else icn.get(m.name, qw < 8 or qo < 8)
-        extra = (c * 9 + 4 * 2 if per_channel else c * 9 + 4 * 3 if use_icn else c * 4 + 4 * 5)
-        ro += (n_w * qw + 7) // 8 + extra
-        ram = max(ram, (n_in * prev + n_out * qo + 7) // 8)
-        layers.append({"name": m.name, "kind": m.kind, "in_bits": prev, "out_bits": qo,
-                       "w_bits": qw, "icn": bool(use_icn), "per_channel": per_channel})
-        prev = qo
-    flash = ro
-    return {"schema": SCHEMA, "model": net.name, "scheme": scheme, "flash_bytes": flash,
-            "ram_bytes": ram, "ro_bytes": ro, "rw_bytes": ram, "input_bits": INPUT_BITS,
-            "layers": layers}
+    wl = graph.weight_layers
+    unknown = (set(w_bits) | set(out_bits) | set(icn)) - {layer.name for layer in wl}
+    if unknown:
+        raise ValueError(f"not weight layers of {graph.name}: {sorted(unknown)}")
+    src = tensor_sources(graph)
+    layers: list[LayerPlan] = []
+    for i, layer in enumerate(wl):
+        k = src[layer.inputs[0]]
+        qin = INPUT_BITS if k is None else layers[k].out_bits
+        qo = LOGIT_BITS if i == len(wl) - 1 else out_bits.get(layer.name, 8)
+        qw = w_bits.get(layer.name, 8)
+        use_icn = True if scheme == "mixpc" else icn.get(layer.name, uses_icn(scheme, qw, qo))
+        layers.append(LayerPlan(
+            name=layer.name, kind=layer.kind, in_bits=qin, out_bits=qo, w_bits=qw,
+            icn=use_icn, per_channel=scheme == "mixpc", n_weights=layer.n_weights,
+            out_channels=layer.out_channels, weight_bytes=packed_bytes(layer.n_weights, qw),
+            param_bytes=param_bytes(scheme, layer.out_channels, qw, qo, use_icn),
+            act_bytes=packed_bytes(layer.n_in, qin) + packed_bytes(layer.n_out, qo),
+            in_from=None if k is None else wl[k].name, n_in=layer.n_in, n_out=layer.n_out))
+    ro = sum(lp.flash_bytes for lp in layers)
+    rw = max(lp.act_bytes for lp in layers)
+    return Plan(model=graph.name, scheme=scheme, ram_model="chain", flash_bytes=ro,
+                ram_bytes=rw, ro_bytes=ro, rw_bytes=rw, layers=layers).to_json()

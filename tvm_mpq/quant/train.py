@@ -1,0 +1,274 @@
+"""Float training, then quantization-aware retraining (QAT), with checkpoints.
+
+`run_training` is the whole job behind `tvm-mpq train`:
+
+1. float phase (`float_epochs`, may be 0): Adam, lr 1e-3 with a cosine decay, batch 128;
+2. QAT phase (`epochs`): the plan's fake quantizers on a copy of the float model, Adam
+   with the method's schedule lr 1e-4 -> 5e-5 (epoch 5) -> 1e-5 (epoch 8), weight decay
+   1e-4 on the PACT clips only; batch-norm statistics frozen after the first QAT epoch;
+   the logit scale re-calibrated at the end of every epoch.
+
+After every epoch the state (phase, epoch, float and QAT weights, optimizer) goes to
+`<ckpt_dir>/state.pt` atomically; a later run with the same settings continues from it.
+Shuffling is seeded by (seed, phase, epoch), so a resumed run takes the same batches as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..data.fashion_mnist import to_model_input
+from ..errors import MpqError
+from ..fsutil import write_bytes_atomic
+from .calibrate import calibrate, calibrate_logits
+from .fake_quant import configure, param_groups
+from .torch_model import TorchNet
+
+log = logging.getLogger("tvm_mpq")
+
+CKPT_FILE = "state.pt"
+CKPT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10               # QAT epochs
+    float_epochs: int = 0
+    batch_size: int = 128
+    float_lr: float = 1e-3
+    qat_lr: float = 1e-4
+    seed: int = 0
+    limit_train: int | None = None
+    limit_test: int | None = None
+    threads: int = 1
+    logit_calib_samples: int = 1024
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    float_net: TorchNet
+    qnet: TorchNet
+    float_acc: float
+    qat_acc: float | None
+    history: list[dict] = field(default_factory=list)
+    resumed_from: str | None = None
+
+
+def qat_lr(epoch: int, base: float = 1e-4) -> float:
+    """The method's schedule: base, base/2 from epoch 5, base/10 from epoch 8."""
+    return base if epoch < 5 else base / 2 if epoch < 8 else base / 10
+
+
+def float_lr(epoch: int, epochs: int, base: float = 1e-3) -> float:
+    """Cosine decay from `base` (epoch 0) towards base/20 (last epoch)."""
+    if epochs <= 1:
+        return base
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / (epochs - 1))))
+
+
+def set_determinism(seed: int, threads: int) -> None:
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(max(1, threads))
+
+
+class ImageData:
+    """uint8 images + labels, converted to the model input layout per batch."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, input_shape, limit=None):
+        if limit is not None:
+            images, labels = images[:limit], labels[:limit]
+        self.images, self.labels = images, labels
+        self.channels, self.resolution = int(input_shape[0]), int(input_shape[1])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def inputs(self, idx) -> torch.Tensor:
+        return torch.from_numpy(to_model_input(self.images[idx], self.resolution, self.channels))
+
+    def targets(self, idx) -> torch.Tensor:
+        return torch.from_numpy(self.labels[idx])
+
+
+@torch.no_grad()
+def evaluate(net: TorchNet, data: ImageData, batch_size: int = 500) -> float:
+    """Top-1 accuracy (0..1) of `net` in evaluation mode."""
+    was_training = net.training
+    net.eval()
+    correct = 0
+    try:
+        for i in range(0, len(data), batch_size):
+            idx = np.arange(i, min(i + batch_size, len(data)))
+            correct += int((net(data.inputs(idx)).argmax(1) == data.targets(idx)).sum())
+    finally:
+        net.train(was_training)
+    return correct / max(1, len(data))
+
+
+def train_epoch(net, opt, data: ImageData, batch_size: int, seed_key: list[int], desc: str,
+                progress: bool = True) -> tuple[float, float]:
+    """One epoch over a seeded permutation; returns (mean loss, train accuracy)."""
+    net.train()
+    perm = np.random.default_rng(seed_key).permutation(len(data))
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(range(0, len(perm), batch_size), desc=desc, leave=False, file=sys.stderr,
+               disable=not progress, unit="batch")
+    for i in bar:
+        idx = perm[i:i + batch_size]
+        x, y = data.inputs(idx), data.targets(idx)
+        logits = net(x)
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total_loss += loss.item() * len(idx)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(idx)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{100.0 * correct / seen:.2f}%")
+    return total_loss / max(1, seen), correct / max(1, seen)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def fingerprint(net: TorchNet, plan: dict, cfg: TrainConfig, extra: str = "") -> str:
+    """What a checkpoint must agree with to be resumed (not the epoch counts)."""
+    h = hashlib.sha256()
+    for t in net.state_dict().values():      # the starting weights
+        h.update(t.detach().cpu().numpy().tobytes())
+    keys = {k: v for k, v in asdict(cfg).items()
+            if k in ("batch_size", "float_lr", "qat_lr", "seed", "limit_train")}
+    h.update(json.dumps([net.name, plan, keys, extra], sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def save_checkpoint(ckpt_dir: Path, state: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes_atomic(ckpt_dir / CKPT_FILE, buf.getvalue())
+
+
+def load_checkpoint(ckpt_dir: Path) -> dict | None:
+    path = ckpt_dir / CKPT_FILE
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - torch raises many types on a bad file
+        raise MpqError(f"checkpoint '{path}' is unreadable ({type(e).__name__})",
+                       hint="delete it or pass --no-resume") from None
+
+
+# ---------------------------------------------------------------- the job
+
+def run_training(net: TorchNet, plan: dict, train: ImageData, test: ImageData, cfg: TrainConfig,
+                 ckpt_dir: str | os.PathLike, resume: bool | None = None,
+                 extra_fingerprint: str = "") -> TrainResult:
+    """Float phase then QAT phase on `net` (float, modified in place by the float phase).
+
+    resume: None = continue when a matching checkpoint exists; True = require one;
+    False = ignore (and overwrite) any checkpoint."""
+    set_determinism(cfg.seed, cfg.threads)
+    ckpt_dir = Path(ckpt_dir)
+    fp = fingerprint(net, plan, cfg, extra_fingerprint)
+    state = None if resume is False else load_checkpoint(ckpt_dir)
+    if resume and state is None:
+        raise MpqError(f"--resume: no checkpoint in '{ckpt_dir}'")
+    if state is not None and (state.get("version") != CKPT_VERSION
+                              or state.get("fingerprint") != fp):
+        raise MpqError(f"the checkpoint in '{ckpt_dir}' was made from another model, plan or "
+                       "training settings", hint="pass --no-resume to start over, or another "
+                       "--checkpoint-dir")
+    history: list[dict] = list(state["history"]) if state else []
+    resumed_from = None
+    if state is not None:
+        resumed_from = f"{state['phase']} epoch {state['epoch'] + 1}"
+        log.info(f"resuming from {ckpt_dir / CKPT_FILE} ({resumed_from} done)")
+
+    def save(phase, epoch, model_state, opt, float_state, float_acc=None):
+        save_checkpoint(ckpt_dir, {
+            "version": CKPT_VERSION, "fingerprint": fp, "phase": phase, "epoch": epoch,
+            "model": model_state, "opt": opt.state_dict(), "float": float_state,
+            "float_acc": float_acc, "history": history})
+
+    # -- float phase
+    if state is not None:
+        net.load_state_dict(state["float"])
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.float_lr)
+    start = 0
+    if state is not None and state["phase"] == "float":
+        opt.load_state_dict(state["opt"])
+        start = state["epoch"] + 1
+    elif state is not None:         # already in the QAT phase
+        start = cfg.float_epochs
+    for epoch in range(start, cfg.float_epochs):
+        lr = float_lr(epoch, cfg.float_epochs, cfg.float_lr)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        t0 = time.time()
+        loss, acc = train_epoch(net, opt, train, cfg.batch_size, [cfg.seed, 0, epoch],
+                                f"float {epoch + 1}/{cfg.float_epochs}", cfg.progress)
+        test_acc = evaluate(net, test)
+        history.append({"phase": "float", "epoch": epoch, "lr": lr, "loss": loss,
+                        "train_acc": acc, "test_acc": test_acc, "s": time.time() - t0})
+        log.info(f"float epoch {epoch + 1}/{cfg.float_epochs}: loss {loss:.4f}, train "
+                 f"{100 * acc:.2f}%, test {100 * test_acc:.2f}% (lr {lr:.2g}, "
+                 f"{time.time() - t0:.0f} s)")
+        save("float", epoch, net.state_dict(), opt, net.state_dict())
+    float_state = copy.deepcopy(net.state_dict())
+    float_acc = state["float_acc"] if state is not None and state.get("float_acc") is not None \
+        else evaluate(net, test)
+
+    calib_idx = np.arange(min(cfg.logit_calib_samples, len(train)))
+    qnet = copy.deepcopy(net)
+    configure(qnet, plan)
+    if cfg.epochs <= 0:             # no retraining: post-training calibration only
+        calibrate(qnet, train.inputs(calib_idx))
+        return TrainResult(net, qnet, float_acc, evaluate(qnet, test), history, resumed_from)
+
+    # -- QAT phase
+    opt = torch.optim.Adam(param_groups(qnet, cfg.qat_lr))
+    start = 0
+    if state is not None and state["phase"] == "qat":
+        qnet.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start = state["epoch"] + 1
+        if start >= 1:
+            qnet.freeze_bn()
+    qat_acc = None
+    for epoch in range(start, cfg.epochs):
+        lr = qat_lr(epoch, cfg.qat_lr)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        t0 = time.time()
+        loss, acc = train_epoch(qnet, opt, train, cfg.batch_size, [cfg.seed, 1, epoch],
+                                f"QAT {epoch + 1}/{cfg.epochs}", cfg.progress)
+        if epoch == 0:
+            qnet.freeze_bn()        # BN statistics frozen after the first QAT epoch
+        calibrate_logits(qnet, train.inputs(calib_idx))
+        qat_acc = evaluate(qnet, test)
+        history.append({"phase": "qat", "epoch": epoch, "lr": lr, "loss": loss,
+                        "train_acc": acc, "test_acc": qat_acc, "s": time.time() - t0})
+        log.info(f"QAT epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, train {100 * acc:.2f}%, "
+                 f"test {100 * qat_acc:.2f}% (lr {lr:.2g}, {time.time() - t0:.0f} s)")
+        save("qat", epoch, qnet.state_dict(), opt, float_state, float_acc)
+    if qat_acc is None:             # everything was in the checkpoint already
+        qat_acc = evaluate(qnet, test)
+    return TrainResult(net, qnet, float_acc, qat_acc, history, resumed_from)
