@@ -262,12 +262,19 @@ class _Legalizer:
             out.var = self.pool(e, out, q_min, q_max)
         elif ta.is_call(e, "relax.add") and bias is None and bn is None:
             out.var = self.add(e, out, q_min, q_max)
-        elif ta.is_call(e, ("relax.reshape")) or ta.is_call(e, "relax.dequantize"):
+        elif (ta.is_call(e, "relax.reshape") or ta.is_call(e, "relax.dequantize")) \
+                and bias is None and bn is None:
             a = self.act_input(e)
-            if (abs(a.scale - s_o) > 1e-6 * s_o or a.zero != z_o or a.bits != bits
-                    or a.signed != signed):
-                raise ModelError(f"node '{node}': requantization of a reshape is not supported")
+            same = (abs(a.scale - s_o) <= 1e-6 * s_o and a.zero == z_o and a.bits == bits
+                    and a.signed == signed)
+            if not same or (q_min, q_max) != out.q_range:
+                raise ModelError(f"node '{node}': a standalone requantization or activation "
+                                 "between quantized layers is not supported (fuse it into the "
+                                 "preceding conv/linear layer)")
             out.var = a.var
+        elif bias is not None or bn is not None:
+            raise ModelError(f"node '{node}': batch-norm or bias on a tensor that is not a conv "
+                             "or linear output (a float op between quantized layers)")
         else:
             raise ModelError(f"node '{node}': the quantized value comes from "
                              f"{self._describe(e)}, which the integer flow does not support")
