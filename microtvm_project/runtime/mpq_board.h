@@ -7,6 +7,7 @@
  *   MPQ_TOTAL <count>                      (whole mpq_model_run, in <unit>)
  *   MPQ_OUTPUT <hex>                       (boards without files: the output tensor)
  *   MPQ_ERROR <text>                       (runtime error, e.g. input file missing)
+ *   MPQ_INFO <text>                        (a remark; not an error)
  *   MPQ_FAULT <name> pc=0x.. lr=0x.. cfsr=0x.. hfsr=0x.. mmfar=0x.. bfar=0x..
  *   MPQ_DONE status=<return value of mpq_model_run>
  * Counter units: "none" (always 0), "cmsdk_ticks" (QEMU CMSDK timer, 25 MHz; with

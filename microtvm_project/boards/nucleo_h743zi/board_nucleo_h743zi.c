@@ -1,9 +1,11 @@
 /*
  * board_nucleo_h743zi.c - Nucleo-H743ZI: console on USART3 (PD8 TX, PD9 RX, AF7; the
  * ST-LINK virtual COM port) at 115200 8N1, counter = DWT->CYCCNT (core cycles at 400 MHz).
- * The input tensor is compiled in: `const uint8_t mpq_test_input[MPQ_INPUT_BYTES]` if the
- * generated code defines it, else zeros. The output tensor is printed as MPQ_OUTPUT lines of
- * hex (32 bytes a line). Also the few newlib system calls that printf needs.
+ * The input tensor is compiled in: if model.h defines MPQ_HAS_TEST_INPUT, the generated code
+ * provides `const uint8_t mpq_test_input[MPQ_INPUT_BYTES]` (read from FLASH in place); else
+ * the input is a zeroed RAM buffer (where an application would put its sensor data). The
+ * output tensor is printed as MPQ_OUTPUT lines of hex (32 bytes a line). Also the few newlib
+ * system calls that printf needs.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -30,7 +32,9 @@
 #define CONSOLE_BAUD 115200u
 
 const char *const mpq_board_counter_unit = "cycles";
-extern const uint8_t mpq_test_input[] __attribute__((weak));
+#ifdef MPQ_HAS_TEST_INPUT
+extern const uint8_t mpq_test_input[MPQ_INPUT_BYTES];
+#endif
 
 void mpq_board_init(void)
 {
@@ -58,11 +62,14 @@ static void uart_putc(char c)
 
 const uint8_t *mpq_board_input(int argc, char **argv)
 {
-    static const uint8_t zeros[MPQ_INPUT_BYTES];
     (void)argc, (void)argv;
-    if (mpq_test_input) return mpq_test_input;
-    printf("MPQ_INFO input=zeros (the generated code defines no mpq_test_input)\n");
+#ifdef MPQ_HAS_TEST_INPUT
+    return mpq_test_input;
+#else
+    static uint8_t zeros[MPQ_INPUT_BYTES];
+    printf("MPQ_INFO input=zeros (model.h defines no MPQ_HAS_TEST_INPUT)\n");
     return zeros;
+#endif
 }
 
 int mpq_board_output(int argc, char **argv, const uint8_t *output)
