@@ -1,13 +1,19 @@
 """Running firmware: QEMU (qemu_m7) and host builds agree with numpy and with each other;
 exact instruction counts; faults, hangs and a missing QEMU give clear errors."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tvm_mpq.target import build_firmware, run_host, run_qemu
-from tvm_mpq.target.errors import FirmwareFaultError, FirmwareTimeoutError, ToolMissingError
+from tvm_mpq.target.errors import (
+    FirmwareFaultError,
+    FirmwareRunError,
+    FirmwareTimeoutError,
+    ToolMissingError,
+)
 from tvm_mpq.target.qemu import INSTRUCTIONS_PER_TICK
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -99,6 +105,18 @@ def test_invalid_address_reports_hardfault(firmware):
 def test_endless_loop_times_out(firmware):
     with pytest.raises(FirmwareTimeoutError, match="did not finish within 0.5 s"):
         run_qemu(firmware("target_hang"), bytes(4), timeout_s=0.5)
+
+
+def test_nonzero_model_status_is_an_error(tmp_path):
+    codegen = tmp_path / "codegen"
+    shutil.copytree(FIXTURES / "tiny_model", codegen)
+    model_c = codegen / "model.c"
+    model_c.write_text(model_c.read_text().replace("    return 0;\n}", "    return 7;\n}"))
+    elf = build_firmware(None, "qemu_m7", tmp_path / "build", codegen_dir=codegen)
+    with pytest.raises(FirmwareRunError, match="mpq_model_run returned 7 on QEMU"):
+        run_qemu(elf, bytes(64))
+    res = run_qemu(elf, bytes(64), check=False)
+    assert (res.status, res.exit_code, res.output_bytes) == (7, 100, b"")
 
 
 def test_check_false_returns_the_failed_run(firmware):
