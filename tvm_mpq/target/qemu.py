@@ -95,10 +95,10 @@ def run_qemu(elf: str | os.PathLike, input_bytes: bytes, timeout_s: float = 60,
     result = QemuResult(output_bytes=output, stdout=console, exit_code=proc.returncode,
                         status=con.status, counter_unit=con.start.get("counter", "none"),
                         counter_total=con.total, profile=con.profile, wall_s=wall_s)
-    if count_instructions:
-        _apply_plugin_log(result, plugin_text, symbols)
     if check:
         check_run(result, con, f"QEMU ({elf.name})", lambda pc: symbolize(symbols, pc))
+    if count_instructions:
+        _apply_plugin_log(result, plugin_text, symbols)
     return result
 
 
