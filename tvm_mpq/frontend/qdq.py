@@ -5,14 +5,17 @@ tangle of `where`/`isnan`. `prepare_qdq` rewrites the model into an equivalent o
 frontend takes, and records what the rewrite hides:
 
 - sub-byte initializers become INT8/UINT8 tensors with the same values;
-- a QuantizeLinear to a sub-byte type becomes Max/Min (the clamp to its integer range, in
-  real units) + QuantizeLinear to the 8-bit container type: the same values;
-- Clip with constant bounds becomes Max/Min.
+- a QuantizeLinear to a sub-byte type quantizes to the 8-bit container type; its real
+  range (the clamp to 4 or 2 bits) is kept in `QdqInfo` and applied by
+  LegalizeRequantizeToICN;
+- Clip(x, 0, hi) with constant bounds becomes Relu; `hi` is kept in `QdqInfo` for the
+  QuantizeLinear that consumes it (TVM imports Clip as where/isnan/maximum chains).
 
-`QdqInfo` keeps, in node order, the bit width and signedness of every QuantizeLinear
-output and of every DequantizeLinear of an initializer (weights, biases); the
-AnnotatePrecision pass attaches them to the Relax module. Scales and zero points are
-validated here, where node names still exist.
+So the prepared model is not a faithful float model on its own: it is faithful together
+with `QdqInfo`, which the AnnotatePrecision pass attaches to the Relax module (bit width,
+signedness and clip bound of every QuantizeLinear output, bit width and signedness of every
+DequantizeLinear of an initializer). Scales and zero points are validated here, where node
+names still exist.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class QSpec:
     bits: int
     signed: bool
     shape: tuple[int, ...]
+    clip_hi: float | None = None   # an upper clip (real units) applied before quantizing
 
     @property
     def q_range(self) -> tuple[int, int]:
@@ -85,6 +89,7 @@ def prepare_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, QdqInfo]:
     info = QdqInfo()
     new_nodes: list[onnx.NodeProto] = []
     replaced: dict[str, onnx.TensorProto] = {}
+    clip_hi: dict[str, float] = {}      # Clip output -> its upper bound
 
     def const(name: str, node) -> np.ndarray:
         if name not in inits:
@@ -118,18 +123,13 @@ def prepare_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, QdqInfo]:
                 zp = np.zeros(1, np.int64) if zp_t is None else numpy_helper.to_array(zp_t).astype(np.int64)
                 _check_zp(zp, bits, signed, node)
                 spec = QSpec(node.name, node.output[0], bits, signed,
-                             shapes.get(node.output[0], ()))
+                             shapes.get(node.output[0], ()), clip_hi.get(node.input[0]))
                 info.quantize.append(spec)
                 if scale.size != 1 or zp.size != 1:
                     raise ModelError(f"node '{node.name}': per-channel quantization of "
                                      "activations is not supported (only weights)")
                 if bits < 8:
                     replace_init(node.input[2], _to_container(zp, signed).reshape(zp_t.dims))
-                    qmin, qmax = spec.q_range
-                    lo = float((qmin - zp.item()) * scale.item())
-                    hi = float((qmax - zp.item()) * scale.item())
-                    new_nodes += _clamp_nodes(node.input[0], f"{node.name}.clamp", lo, hi, g)
-                    node.input[0] = f"{node.name}.clamp.out"
             else:
                 src = node.input[0]
                 if src in inits:
@@ -152,7 +152,13 @@ def prepare_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, QdqInfo]:
         elif op == "Clip":
             lo = const(node.input[1], node).item() if len(node.input) > 1 and node.input[1] else None
             hi = const(node.input[2], node).item() if len(node.input) > 2 and node.input[2] else None
-            new_nodes += _clamp_nodes(node.input[0], node.name, lo, hi, g, out=node.output[0])
+            if lo is None or lo != 0.0:
+                raise ModelError(f"node '{node.name}' (Clip): only clips with minimum 0 "
+                                 f"(ReLU, ReLU6, PACT) are supported, got min={lo}")
+            if hi is not None:
+                clip_hi[node.output[0]] = float(hi)
+            new_nodes.append(helper.make_node("Relu", [node.input[0]], [node.output[0]],
+                                              name=node.name))
             continue
         new_nodes.append(node)
     for name, t in replaced.items():
@@ -169,20 +175,3 @@ def _check_zp(zp: np.ndarray, bits: int, signed: bool, node) -> None:
     if zp.size and (zp.min() < lo or zp.max() > hi):
         raise ModelError(f"node '{node.name}' ({node.op_type}): zero point out of range "
                          f"[{lo}, {hi}] for {bits}-bit {'signed' if signed else 'unsigned'}")
-
-
-def _clamp_nodes(x: str, name: str, lo, hi, g, out: str | None = None) -> list[onnx.NodeProto]:
-    """Max(x, lo) then Min(., hi), skipping absent bounds; output `out` or name.out."""
-    out = out or f"{name}.out"
-    nodes = []
-    cur = x
-    for kind, val in (("Max", lo), ("Min", hi)):
-        if val is None:
-            continue
-        c = f"{name}.{kind.lower()}_bound"
-        g.initializer.append(numpy_helper.from_array(np.array(val, np.float32), c))
-        dst = f"{name}.{kind.lower()}"
-        nodes.append(helper.make_node(kind, [cur, c], [dst], name=f"{name}.{kind.lower()}"))
-        cur = dst
-    nodes.append(helper.make_node("Identity", [cur], [out], name=f"{name}.id"))
-    return nodes

@@ -50,9 +50,10 @@ def annotate_precision(mod, info: QdqInfo, const_arrays: dict[str, np.ndarray]):
                     raise ModelError("a dequantized constant does not match any ONNX initializer")
             else:
                 return call
-            return make_call("mpq.precision", [call], {"bits": spec.bits,
-                                                       "signed": int(spec.signed),
-                                                       "node": spec.node})
+            attrs = {"bits": spec.bits, "signed": int(spec.signed), "node": spec.node}
+            if spec.clip_hi is not None:
+                attrs["clip_hi"] = str(spec.clip_hi)     # exact repr; DictAttrs floats are f32
+            return make_call("mpq.precision", [call], attrs)
 
         def _activation(self, call):
             shape = ta.static_shape(call)

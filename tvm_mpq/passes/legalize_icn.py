@@ -213,6 +213,8 @@ class _Legalizer:
         z_o = int(self.const(q.args[2]).item())
         out = QAct(None, s_o, z_o, bits, signed, node)
         lo, hi = -math.inf, math.inf
+        if "clip_hi" in prec.attrs.keys():
+            hi = float(str(prec.attrs["clip_hi"]))
         bn = None
         bias = None
         e = self.value(q.args[0])
@@ -335,7 +337,8 @@ class _Legalizer:
         attrs = dict(stride=strides[0], pad=pads[0], depthwise=int(depthwise), z_in=x.zero,
                      z_out=out.zero, q_min=q_min, q_max=q_max, in_bits=x.bits,
                      out_bits=out.bits, w_bits=w.bits, w_signed=int(w.signed),
-                     per_channel=int(w.per_channel), name=name, kind=kind)
+                     per_channel=int(w.per_channel), name=name, kind=kind, in_node=x.node,
+                     out_node=out.node)
         args = [x.var, ta.const(w_ohwi.astype(w_dtype)), ta.const(w.zero.astype(np.int32)),
                 ta.const(bias_q), ta.const(m0), ta.const(n0)]
         self.layers.append(attrs)
@@ -350,7 +353,8 @@ class _Legalizer:
         bias_q, m0, n0, _ = self._icn_params(f"layer '{name}'", x, w, bias, None, out)
         attrs = dict(z_in=x.zero, z_out=out.zero, q_min=q_min, q_max=q_max, in_bits=x.bits,
                      out_bits=out.bits, w_bits=w.bits, w_signed=int(w.signed),
-                     per_channel=int(w.per_channel), name=name, kind="linear")
+                     per_channel=int(w.per_channel), name=name, kind="linear", in_node=x.node,
+                     out_node=out.node)
         args = [x.var, ta.const(w.q.astype(np.int8 if w.signed else np.uint8)),
                 ta.const(w.zero.astype(np.int32)), ta.const(bias_q), ta.const(m0), ta.const(n0)]
         self.layers.append(attrs)
@@ -365,7 +369,8 @@ class _Legalizer:
         m0, n0 = quantize_multiplier(x.scale / (out.scale * h * w))
         name = self._name("pool", out.node)
         attrs = dict(kernel=h, stride=1, z_in=x.zero, z_out=out.zero, q_min=q_min, q_max=q_max,
-                     in_bits=x.bits, out_bits=out.bits, name=name, kind="pool")
+                     in_bits=x.bits, out_bits=out.bits, name=name, kind="pool", in_node=x.node,
+                     out_node=out.node)
         self.layers.append(attrs)
         return self.bb.emit(make_call("mpq.avg_pool_icn", [
             x.var, ta.const(np.array([m0], np.int32)), ta.const(np.array([n0], np.int32))], attrs))
@@ -379,7 +384,8 @@ class _Legalizer:
         name = self._name("add", out.node)
         attrs = dict(z_a=a.zero, z_b=b.zero, k_a=k_a, k_b=k_b, shift=shift, z_out=out.zero,
                      q_min=q_min, q_max=q_max, in_bits=max(a.bits, b.bits), out_bits=out.bits,
-                     name=name, kind="add")
+                     name=name, kind="add", in_node=a.node, in_node_b=b.node,
+                     out_node=out.node)
         self.layers.append(attrs)
         return self.bb.emit(make_call("mpq.add_icn", [a.var, b.var], attrs))
 
