@@ -63,6 +63,9 @@ def layer_configs(plan: dict, net: TorchNet) -> dict[str, LayerQ]:
         raise PlanError(f"plan for model '{plan.get('model')}' does not match model "
                         f"'{net.name}': {'; '.join(what)}",
                         hint="make the plan for this model with `tvm-mpq plan`")
+    if plan.get("model") != net.name:
+        raise PlanError(f"the plan is for model '{plan.get('model')}', not '{net.name}'",
+                        hint="make the plan for this model with `tvm-mpq plan`")
     cfg: dict[str, LayerQ] = {}
     prev_out = int(plan.get("input_bits", INPUT_BITS))
     if prev_out != INPUT_BITS:
@@ -81,6 +84,9 @@ def layer_configs(plan: dict, net: TorchNet) -> dict[str, LayerQ]:
             raise PlanError(f"plan layer '{m.name}': missing or bad field {err}") from None
         if q.kind != m.kind:
             raise PlanError(f"plan layer '{m.name}' is a {q.kind} but the model has a {m.kind}")
+        for key, have in (("n_weights", m.weight.numel()), ("out_channels", m.out_channels)):
+            if key in e and e[key] != have:
+                raise PlanError(f"plan layer '{m.name}': {key} {e[key]}, the model has {have}")
         for field in ("in_bits", "out_bits", "w_bits"):
             if getattr(q, field) not in BITS:
                 raise PlanError(f"plan layer '{m.name}': {field} {getattr(q, field)} not in "
