@@ -6,8 +6,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
 from conftest import assert_user_error, run_cli
+
 from tvm_mpq.errors import MpqError
 from tvm_mpq.frontend.graph import build_layer_graph
 from tvm_mpq.frontend.loader import validate

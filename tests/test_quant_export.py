@@ -59,7 +59,7 @@ def _quantized(net, plan, n=48):
 
 @pytest.mark.parametrize("which", ["all8", "mixpl", "mixpl_84", "mixpc", "mixpc_alloc"])
 def test_export_matches_reference_and_plan(base, which):
-    model, graph, net = base
+    _, graph, net = base
     plan = _plans(graph)[which]
     plan_from_json(plan, graph)              # a valid plan of the project's schema
     q = _quantized(net, plan)
@@ -140,7 +140,7 @@ def _check_reference(q, m, x):
 
 def test_folded_and_icn_layers_agree_with_float_at_8_bits(base):
     """8-bit everywhere: the fake-quant model stays close to the float model."""
-    model, graph, net = base
+    _, graph, net = base
     plan = make_plan(graph, "mixpl", icn={"block1.dw": True, "block2.pw": True})
     q = _quantized(net, plan, n=64)
     x = torch.from_numpy(synthetic_inputs(q, 16, seed=3))
@@ -151,7 +151,7 @@ def test_folded_and_icn_layers_agree_with_float_at_8_bits(base):
 
 
 def test_onnxruntime_runs_8_and_4_bit_export(base):
-    model, graph, net = base
+    _, graph, net = base
     q = _quantized(net, _plans(graph)["mixpl_84"])
     m = export_qdq(q)                         # batch 1, opset 21
     s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -164,7 +164,7 @@ def test_onnxruntime_runs_8_and_4_bit_export(base):
 
 
 def test_plan_mismatches(base):
-    model, graph, net = base
+    _, graph, net = base
     other = build_layer_graph(validate(zoo_model("mobilenet_v1_0.5_28")))
     with pytest.raises(PlanError, match="not 'mobilenet_v1_0.25_32'"):
         layer_configs(make_plan(other, "mixpl"), net)

@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tvm_mpq.quant.fake_quant import (
+    PACT,
     InputQuant,
     LearnedClipWeightQuant,
     LogitQuant,
-    PACT,
     PerChannelWeightQuant,
     asym_quantize,
 )

@@ -41,8 +41,8 @@ def test_float_round_trip_is_exact():
     want = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     got = {t.name: numpy_helper.to_array(t) for t in back.graph.initializer}
     assert want.keys() == got.keys()
-    for k in want:
-        np.testing.assert_array_equal(want[k], got[k], err_msg=k)
+    for k, v in want.items():
+        np.testing.assert_array_equal(v, got[k], err_msg=k)
     # a trained twin exports its new weights
     with torch.no_grad():
         net.layer("block2.pw").weight.mul_(2.0)
