@@ -158,3 +158,22 @@ def attr(call, name: str, default=None):
 def module_pass(name: str):
     """Decorator: a Python function IRModule -> IRModule as a TVM module pass."""
     return tvm().ir.transform.module_pass(opt_level=0, name=name)
+
+
+def c_target():
+    """TVM's plain-C source target (the kernel generator's output)."""
+    return tvm().target.Target("c")
+
+
+def is_buffer_var(value) -> bool:
+    """True for a TIR buffer parameter (0.27: a Var carrying a BufferType)."""
+    from tvm.tirx.buffer import is_buffer_var as _is_buffer_var
+
+    return _is_buffer_var(value)
+
+
+def tir_codegen_build(mod, target):
+    """Run TVM's target code generator on a lowered TIR module (no packed API wrapping)."""
+    import importlib
+
+    return importlib.import_module("tvm.tirx.build").codegen_build(mod, target)

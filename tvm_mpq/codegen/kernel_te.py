@@ -1,0 +1,206 @@
+"""TE definitions and schedules of the packed integer kernels: one PrimFunc per kernel.
+
+Every kernel reads and writes packed `uint8` buffers (layouts in `kernels.py`): inputs and
+weights are unpacked inside the TIR with shifts and masks (sign-extended by xor/subtract
+when signed), and each output byte is assembled from its elements in one expression,
+tails of rows zero-filled. Arithmetic is that of `tvm_mpq.reference.ops`: int32
+accumulation with zero points, ICN requantization in int64 (`reference.icn`).
+
+Schedule (s_tir.Schedule): the int32 accumulator block is computed at the innermost loop
+of the output (one output byte), so it holds at most 8/out_bits values on the stack, and
+its initialization is hoisted out of the reduction (decompose_reduction). No kernel keeps
+a full-size intermediate buffer.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from .. import tvm_adapter as ta
+from ..reference.packing import row_bytes
+
+
+def load(buf, prefix: tuple, ch, bits: int, signed: bool):
+    """Element `ch` of the packed row `buf[prefix]`, as int32."""
+    tirx = ta.tirx()
+    if bits == 8:
+        v = buf[(*prefix, ch)].astype("int32")
+    else:
+        per = 8 // bits
+        v = (buf[(*prefix, ch // per)].astype("int32") >> ((ch % per) * bits)) \
+            & tirx.const((1 << bits) - 1, "int32")
+    if signed:
+        sign = tirx.const(1 << (bits - 1), "int32")
+        v = (v ^ sign) - sign
+    return v
+
+
+def requantize(acc, m0, n0, z_out: int, q_min: int, q_max: int):
+    """ICN (reference.icn): s = 31 - n0; y = (acc * m0 + 2^(s-1)) >> s; clamp(y + z_out)."""
+    tirx = ta.tirx()
+    s = tirx.const(31, "int64") - n0.astype("int64")
+    y = (acc.astype("int64") * m0.astype("int64") + (tirx.const(1, "int64") << (s - 1))) >> s
+    y = y + tirx.const(z_out, "int64")
+    y = tirx.max(tirx.min(y, tirx.const(q_max, "int64")), tirx.const(q_min, "int64"))
+    return y.astype("int32")
+
+
+def pack_rows(prefix_shape: tuple, n: int, bits: int, value):
+    """Output tensor `y`: rows of n elements `value(*prefix, ch)` (int32 in range) packed."""
+    te, tirx = ta.te(), ta.tirx()
+    per = 8 // bits
+    mask = tirx.const((1 << bits) - 1, "int32")
+
+    def byte(*idx):
+        *pre, b = idx
+        if per == 1:
+            return value(*pre, b).astype("uint8")
+        terms = []
+        for k in range(per):
+            ch = b * per + k
+            t = (value(*pre, ch) & mask) << (k * bits)
+            if n % per and k >= n % per:        # this slot is empty in the last byte
+                t = tirx.if_then_else(ch < n, t, tirx.const(0, "int32"))
+            terms.append(t)
+        return reduce(lambda a, c: a | c, terms).astype("uint8")
+
+    return te.compute((*prefix_shape, row_bytes(n, bits)), byte, name="y")
+
+
+def _channel_params(n: int):
+    te = ta.te()
+    return (te.placeholder((n,), "int16", "w_zero"), te.placeholder((n,), "int32", "bias"),
+            te.placeholder((n,), "int32", "m0"), te.placeholder((n,), "int8", "n0"))
+
+
+def _padded_input(x, spec, h: int, w: int, c_bits: int, signed: bool):
+    """x_in(i, j, ch) - z_in at padded coordinates (i, j); 0 in the padding."""
+    tirx = ta.tirx()
+    p, z_in = spec.pad, tirx.const(spec.z_in, "int32")
+
+    def xin(i, j, ch):
+        if p == 0:
+            return load(x, (i, j), ch, c_bits, signed) - z_in
+        inside = tirx.all(i >= p, i < h + p, j >= p, j < w + p)
+        ii = tirx.max(tirx.min(i - p, h - 1), 0)
+        jj = tirx.max(tirx.min(j - p, w - 1), 0)
+        return tirx.if_then_else(inside, load(x, (ii, jj), ch, c_bits, signed) - z_in,
+                                 tirx.const(0, "int32"))
+
+    return xin
+
+
+def conv(spec):
+    """conv / pointwise (OHWI weights) and depthwise ((KH, KW, C) weights) on NHWC."""
+    te = ta.te()
+    _, h, w, c = spec.in_shape
+    _, ho, wo, cout = spec.out_shape
+    k, s = spec.kernel, spec.stride
+    x = te.placeholder((h, w, row_bytes(c, spec.in_bits)), "uint8", "x")
+    depthwise = spec.kind == "depthwise"
+    w_shape = (k, k) if depthwise else (cout, k, k)
+    wt = te.placeholder((*w_shape, row_bytes(c, spec.w_bits)), "uint8", "w")
+    wz, bias, m0, n0 = _channel_params(cout)
+    xin = _padded_input(x, spec, h, w, spec.in_bits, spec.in_signed)
+    rh, rw = te.reduce_axis((0, k), "kh"), te.reduce_axis((0, k), "kw")
+
+    def weight(o, kh, kw, ci):
+        pre = (kh, kw) if depthwise else (o, kh, kw)
+        return load(wt, pre, ci, spec.w_bits, spec.w_signed) - wz[o].astype("int32")
+
+    if depthwise:
+        acc = te.compute((ho, wo, cout), lambda i, j, o: te.sum(
+            xin(i * s + rh, j * s + rw, o) * weight(o, rh, rw, o), axis=[rh, rw]), name="acc")
+    else:
+        rc = te.reduce_axis((0, c), "ci")
+        acc = te.compute((ho, wo, cout), lambda i, j, o: te.sum(
+            xin(i * s + rh, j * s + rw, rc) * weight(o, rh, rw, rc), axis=[rh, rw, rc]),
+            name="acc")
+    y = pack_rows((ho, wo), cout, spec.out_bits, lambda i, j, o: requantize(
+        acc[i, j, o] + bias[o], m0[o], n0[o], spec.z_out, spec.q_min, spec.q_max))
+    return _scheduled([x, wt, wz, bias, m0, n0, y], n_reduce=2 if depthwise else 3)
+
+
+def linear(spec):
+    """Fully connected: x one row of K elements, w (N, K) packed along K."""
+    te = ta.te()
+    kdim, n = spec.in_shape[-1], spec.out_shape[-1]
+    x = te.placeholder((row_bytes(kdim, spec.in_bits),), "uint8", "x")
+    wt = te.placeholder((n, row_bytes(kdim, spec.w_bits)), "uint8", "w")
+    wz, bias, m0, n0 = _channel_params(n)
+    r = te.reduce_axis((0, kdim), "k")
+    z_in = spec.z_in
+    acc = te.compute((n,), lambda o: te.sum(
+        (load(x, (), r, spec.in_bits, spec.in_signed) - z_in)
+        * (load(wt, (o,), r, spec.w_bits, spec.w_signed) - wz[o].astype("int32")), axis=[r]),
+        name="acc")
+    y = pack_rows((), n, spec.out_bits, lambda o: requantize(
+        acc[o] + bias[o], m0[o], n0[o], spec.z_out, spec.q_min, spec.q_max))
+    return _scheduled([x, wt, wz, bias, m0, n0, y], n_reduce=1)
+
+
+def avg_pool(spec):
+    """Average pooling without padding; one multiplier (m0[0], n0[0]) for all channels."""
+    te = ta.te()
+    _, h, w, c = spec.in_shape
+    _, ho, wo, _ = spec.out_shape
+    k, s = spec.kernel, spec.stride
+    x = te.placeholder((h, w, row_bytes(c, spec.in_bits)), "uint8", "x")
+    m0 = te.placeholder((1,), "int32", "m0")
+    n0 = te.placeholder((1,), "int8", "n0")
+    rh, rw = te.reduce_axis((0, k), "kh"), te.reduce_axis((0, k), "kw")
+    acc = te.compute((ho, wo, c), lambda i, j, ch: te.sum(
+        load(x, (i * s + rh, j * s + rw), ch, spec.in_bits, spec.in_signed) - spec.z_in,
+        axis=[rh, rw]), name="acc")
+    y = pack_rows((ho, wo), c, spec.out_bits, lambda i, j, ch: requantize(
+        acc[i, j, ch], m0[0], n0[0], spec.z_out, spec.q_min, spec.q_max))
+    return _scheduled([x, m0, n0, y], n_reduce=2)
+
+
+def add(spec):
+    """Residual add: y = clamp(((a - z_a) k_a + (b - z_b) k_b + 2^(shift-1)) >> shift + z_out).
+
+    Computed in int32 when the worst case over the input ranges fits, else in int64.
+    """
+    te, tirx = ta.te(), ta.tirx()
+    pre, n = tuple(spec.in_shape[1:-1]), spec.in_shape[-1]
+    a = te.placeholder((*pre, row_bytes(n, spec.in_bits)), "uint8", "a")
+    b = te.placeholder((*pre, row_bytes(n, spec.b_bits)), "uint8", "b")
+    span_a = _span(spec.in_bits, spec.in_signed, spec.z_a)
+    span_b = _span(spec.b_bits, spec.b_signed, spec.z_b)
+    bound = span_a * abs(spec.k_a) + span_b * abs(spec.k_b) + (1 << (spec.shift - 1))
+    dt = "int32" if bound < (1 << 31) else "int64"
+
+    def value(*idx):
+        *p, ch = idx
+        va = load(a, tuple(p), ch, spec.in_bits, spec.in_signed).astype(dt) - spec.z_a
+        vb = load(b, tuple(p), ch, spec.b_bits, spec.b_signed).astype(dt) - spec.z_b
+        v = (va * tirx.const(spec.k_a, dt) + vb * tirx.const(spec.k_b, dt)
+             + tirx.const(1 << (spec.shift - 1), dt)) >> tirx.const(spec.shift, dt)
+        v = v + tirx.const(spec.z_out, dt)
+        v = tirx.max(tirx.min(v, tirx.const(spec.q_max, dt)), tirx.const(spec.q_min, dt))
+        return v.astype("int32")
+
+    y = pack_rows(pre, n, spec.out_bits, value)
+    return _scheduled([a, b, y], n_reduce=0)
+
+
+def _span(bits: int, signed: bool, zero: int) -> int:
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    return max(abs(lo - zero), abs(hi - zero))
+
+
+def _scheduled(tensors, n_reduce: int):
+    """PrimFunc of the TE graph; the accumulator block moved under the output byte loop."""
+    te, s_tir = ta.te(), ta.s_tir()
+    sch = s_tir.Schedule(te.create_prim_func(tensors))
+    if n_reduce:
+        acc = sch.get_sblock("acc")
+        sch.compute_at(acc, sch.get_loops(sch.get_sblock("y"))[-1])
+        loops = sch.get_loops(acc)
+        sch.decompose_reduction(acc, loops[len(loops) - n_reduce])
+    return sch.mod["main"]
+
+
+BUILDERS = {"conv": conv, "pointwise": conv, "depthwise": conv, "linear": linear,
+            "avg_pool": avg_pool, "add": add}

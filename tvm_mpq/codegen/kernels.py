@@ -1,0 +1,295 @@
+"""The firmware's kernel generator: one plain-C function per integer layer, from TVM TIR.
+
+    spec = KernelSpec(kind="conv", in_shape=(1, 7, 7, 5), out_shape=(1, 7, 7, 3), kernel=3,
+                      stride=1, pad=1, in_bits=8, out_bits=4, w_bits=2, z_in=3, suffix="l3")
+    k = generate_kernel(spec)        # Kernel(name, c_source, scratch_bytes, prototype)
+    consts = pack_params(spec, w, w_zero, bias, m0, n0)   # {"w": ("uint8_t", b"..."), ...}
+
+The C comes from TVM's own code generator (TE -> s_tir.Schedule -> TIR -> target "c",
+lowered without the packed API: `tir_to_c.py`); the same spec gives the same bytes. The
+integer semantics are those of `tvm_mpq.reference.ops`, bit for bit.
+
+Layouts (batch 1; packing as in `reference/packing.py`: element 0 in the low bits, every
+row starts on a byte boundary, a row of n elements takes ceil(n * bits / 8) bytes, unused
+high bits of the last byte are zero):
+- activations: NHWC, one row per pixel (packed along C); the linear layer's input is one
+  row of K elements and its output one row of N elements. Signed activations (q_min < 0,
+  e.g. int8 logits) are two's complement in their bits. The add's output has the shape
+  of its inputs.
+- conv / pointwise weights: OHWI packed along I (one row per (o, kh, kw));
+  depthwise weights: (KH, KW, C) packed along C; linear weights: (N, K) packed along K.
+  Weights are unsigned or two's complement (`w_signed`), with a zero point per output
+  channel (`w_zero`; per-layer quantization repeats one value).
+- per-channel parameters: bias int32[Cout], m0 int32[Cout], n0 int8[Cout],
+  w_zero int16[Cout]; avg_pool: m0 int32[1], n0 int8[1].
+- scalars (z_in, z_out, q_min, q_max, stride, pad, shapes, z_a, z_b, k_a, k_b, shift)
+  are constants in the C.
+
+C ABI (every kernel returns 0; no scratch, no globals, no TVM runtime; stack use is a few
+scalars and at most 8/out_bits int32 accumulators):
+    int32_t mpq_<kind>_<in>_<out>_w<w>_<suffix>(const uint8_t *x, const uint8_t *w,
+        const int16_t *w_zero, const int32_t *bias, const int32_t *m0, const int8_t *n0,
+        uint8_t *y);                                 kind: conv2d, pointwise, depthwise, linear
+    int32_t mpq_avg_pool_<in>_<out>_<suffix>(const uint8_t *x, const int32_t *m0,
+        const int8_t *n0, uint8_t *y);
+    int32_t mpq_add_<a>_<out>_<suffix>(const uint8_t *a, const uint8_t *b, uint8_t *y);
+<in>/<out> read u8, s8, u4, s4, u2, s2 (signedness, bits); w<w> is w8/w4/w2 for unsigned and
+ws8/ws4/ws2 for two's-complement weights. `y` must not alias inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import ModelError
+from ..reference.packing import BITS, pack
+from . import kernel_te
+from .tir_to_c import lower_to_c
+
+KINDS = ("conv", "depthwise", "pointwise", "linear", "avg_pool", "add")
+_C_KIND = {"conv": "conv2d", "depthwise": "depthwise", "pointwise": "pointwise",
+           "linear": "linear", "avg_pool": "avg_pool", "add": "add"}
+_WEIGHTED = ("conv", "depthwise", "pointwise", "linear")
+_ARGS_WEIGHTED = ("const uint8_t *x", "const uint8_t *w", "const int16_t *w_zero",
+                  "const int32_t *bias", "const int32_t *m0", "const int8_t *n0", "uint8_t *y")
+_ARGS = {"avg_pool": ("const uint8_t *x", "const int32_t *m0", "const int8_t *n0",
+                      "uint8_t *y"),
+         "add": ("const uint8_t *a", "const uint8_t *b", "uint8_t *y")}
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """Everything that shapes one kernel's C. Shapes: NHWC (1, H, W, C) or (1, K)."""
+
+    kind: str
+    in_shape: tuple
+    out_shape: tuple
+    kernel: int = 1
+    stride: int = 1
+    pad: int = 0
+    in_bits: int = 8
+    out_bits: int = 8
+    w_bits: int = 8
+    in_signed: bool = False
+    out_signed: bool = False
+    w_signed: bool = False
+    z_in: int = 0
+    z_out: int = 0
+    q_min: int | None = None        # None: the full range of out_bits / out_signed
+    q_max: int | None = None
+    z_a: int = 0                    # add: y = ((a-z_a) k_a + (b-z_b) k_b + 2^(shift-1)) >> shift
+    z_b: int = 0
+    k_a: int = 0
+    k_b: int = 0
+    shift: int = 1
+    b_bits: int | None = None       # add: the second input's bits / sign (default: in_*)
+    b_signed: bool | None = None
+    suffix: str = ""
+
+    def __post_init__(self):
+        set_ = functools.partial(object.__setattr__, self)
+        set_("in_shape", tuple(int(v) for v in self.in_shape))
+        set_("out_shape", tuple(int(v) for v in self.out_shape))
+        lo, hi = _range(self.out_bits, self.out_signed) if self.out_bits in BITS else (0, 0)
+        if self.q_min is None:
+            set_("q_min", lo)
+        if self.q_max is None:
+            set_("q_max", hi)
+        if self.b_bits is None:
+            set_("b_bits", self.in_bits)
+        if self.b_signed is None:
+            set_("b_signed", self.in_signed)
+        _validate(self)
+
+    @property
+    def name(self) -> str:
+        parts = ["mpq", _C_KIND[self.kind], _tag(self.in_bits, self.in_signed),
+                 _tag(self.out_bits, self.out_signed)]
+        if self.kind in _WEIGHTED:
+            parts.append(("ws" if self.w_signed else "w") + str(self.w_bits))
+        suffix = re.sub(r"[^0-9A-Za-z_]", "_", self.suffix) or self.digest()
+        return "_".join(parts + [suffix])
+
+    def digest(self) -> str:
+        """8 hex digits that identify the spec (the default name suffix)."""
+        text = repr(sorted(asdict(self).items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    @classmethod
+    def from_relax_call(cls, call) -> KernelSpec:
+        """The spec of a call of mpq.conv2d_icn / linear_icn / avg_pool_icn / add_icn."""
+        return _spec_from_call(call)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    c_source: str
+    scratch_bytes: int
+    prototype: str          # "int32_t name(...);"
+
+
+def generate_kernel(spec: KernelSpec) -> Kernel:
+    """The C kernel of `spec` (cached: the same spec is generated once per process)."""
+    return _generate(spec)
+
+
+@functools.cache
+def _generate(spec: KernelSpec) -> Kernel:
+    func = kernel_te.BUILDERS[spec.kind](spec)
+    name = spec.name
+    args = _ARGS.get(spec.kind, _ARGS_WEIGHTED)
+    signature = f"int32_t {name}({', '.join(args)})"
+    source = lower_to_c(func, name, signature, _banner(spec, name))
+    return Kernel(name, source, 0, signature + ";")
+
+
+def _spec_from_call(call) -> KernelSpec:
+    from .. import tvm_adapter as ta
+
+    op = call.op.name
+
+    def get(key, default=0):
+        v = ta.attr(call, key, default)
+        return str(v) if key == "name" else int(v)
+
+    x = call.args[0]
+    in_shape, out_shape = ta.static_shape(x), ta.static_shape(call)
+    common = {"in_bits": get("in_bits", 8), "out_bits": get("out_bits", 8),
+              "in_signed": str(x.ty.dtype) == "int8", "out_signed": get("q_min") < 0,
+              "z_out": get("z_out"), "q_min": get("q_min"), "q_max": get("q_max"),
+              "suffix": get("name", "")}
+    if op == "mpq.conv2d_icn":
+        kernel = ta.static_shape(call.args[1])[1]
+        kind = "depthwise" if get("depthwise") else ("pointwise" if kernel == 1 and
+                                                     not get("pad") else "conv")
+        return KernelSpec(kind, in_shape, out_shape, kernel=kernel, stride=get("stride", 1),
+                          pad=get("pad"), w_bits=get("w_bits", 8),
+                          w_signed=bool(get("w_signed")), z_in=get("z_in"), **common)
+    if op == "mpq.linear_icn":
+        return KernelSpec("linear", in_shape, out_shape, w_bits=get("w_bits", 8),
+                          w_signed=bool(get("w_signed")), z_in=get("z_in"), **common)
+    if op == "mpq.avg_pool_icn":
+        return KernelSpec("avg_pool", in_shape, out_shape, kernel=get("kernel"),
+                          stride=get("stride", 1), z_in=get("z_in"), **common)
+    if op == "mpq.add_icn":
+        b = call.args[1]
+        common["in_bits"] = get("a_bits", common["in_bits"])
+        return KernelSpec("add", in_shape, out_shape, b_bits=get("b_bits", common["in_bits"]),
+                          b_signed=str(b.ty.dtype) == "int8", z_a=get("z_a"), z_b=get("z_b"),
+                          k_a=get("k_a"), k_b=get("k_b"), shift=get("shift", 1), **common)
+    raise ModelError(f"no kernel for the operator {op}")
+
+
+def pack_params(spec: KernelSpec, w=None, w_zero=None, bias=None, m0=None,
+                n0=None) -> dict[str, tuple[str, bytes]]:
+    """The constant arguments of a kernel, laid out as it reads them (little endian).
+
+    w: conv / pointwise OHWI (Cout, KH, KW, Cin); depthwise (C, KH, KW, 1) as in the
+    Relax op (or already (KH, KW, C)); linear (N, K). Values in the w_bits range (signed
+    if w_signed). Returns {"w", "w_zero", "bias", "m0", "n0"} (avg_pool: m0, n0; add: {}).
+    """
+    if spec.kind == "add":
+        return {}
+    if spec.kind == "avg_pool":
+        return {"m0": ("int32_t", _le(m0, "<i4", 1, "m0")),
+                "n0": ("int8_t", _le(n0, "i1", 1, "n0"))}
+    n_out = spec.out_shape[-1]
+    w = np.asarray(w, np.int64)
+    if spec.kind == "depthwise" and w.ndim == 4:
+        w = np.transpose(w[..., 0], (1, 2, 0))      # (C, KH, KW, 1) -> (KH, KW, C)
+    want = _weight_shape(spec)
+    if w.shape != want:
+        raise ModelError(f"kernel {spec.name}: weights of shape {w.shape}, expected {want}")
+    lo, hi = _range(spec.w_bits, spec.w_signed)
+    if w.size and (w.min() < lo or w.max() > hi):
+        raise ModelError(f"kernel {spec.name}: weights outside [{lo}, {hi}]")
+    return {"w": ("uint8_t", pack(w, spec.w_bits).tobytes()),
+            "w_zero": ("int16_t", _le(w_zero, "<i2", n_out, "w_zero")),
+            "bias": ("int32_t", _le(bias, "<i4", n_out, "bias")),
+            "m0": ("int32_t", _le(m0, "<i4", n_out, "m0")),
+            "n0": ("int8_t", _le(n0, "i1", n_out, "n0"))}
+
+
+def _le(values, dtype: str, n: int, what: str) -> bytes:
+    v = np.broadcast_to(np.asarray(values, np.int64).ravel(), (n,)) if np.size(values) == 1 \
+        else np.asarray(values, np.int64).ravel()
+    if v.shape != (n,):
+        raise ModelError(f"{what}: {v.size} values, expected {n}")
+    info = np.iinfo(np.dtype(dtype))
+    if v.size and (v.min() < info.min or v.max() > info.max):
+        raise ModelError(f"{what}: values outside the {np.dtype(dtype).name} range")
+    return v.astype(dtype).tobytes()
+
+
+def _weight_shape(spec: KernelSpec) -> tuple:
+    k, cin, cout = spec.kernel, spec.in_shape[-1], spec.out_shape[-1]
+    if spec.kind == "linear":
+        return (cout, cin)
+    if spec.kind == "depthwise":
+        return (k, k, cin)
+    return (cout, k, k, cin)
+
+
+def _range(bits: int, signed: bool) -> tuple[int, int]:
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def _tag(bits: int, signed: bool) -> str:
+    return ("s" if signed else "u") + str(bits)
+
+
+def _banner(spec: KernelSpec, name: str) -> str:
+    fields = ", ".join(f"{k}={v}" for k, v in asdict(spec).items() if k != "suffix")
+    return (f"/* {name}: generated by tvm_mpq.codegen.kernels (TVM TIR -> C); do not edit.\n"
+            f" * {fields}\n"
+            " * Layouts and ABI: see the tvm_mpq.codegen.kernels docstring. */")
+
+
+def _validate(s: KernelSpec) -> None:
+    def bad(msg):
+        raise ModelError(f"kernel spec ({s.kind} {s.suffix or ''}): {msg}")
+
+    if s.kind not in KINDS:
+        bad(f"unknown kind {s.kind!r}; expected one of {KINDS}")
+    for what, b in (("in_bits", s.in_bits), ("out_bits", s.out_bits), ("w_bits", s.w_bits),
+                    ("b_bits", s.b_bits)):
+        if b not in BITS:
+            bad(f"{what}={b} not in {BITS}")
+    lo, hi = _range(s.out_bits, s.out_signed)
+    if not lo <= s.q_min <= s.q_max <= hi:
+        bad(f"[q_min, q_max] = [{s.q_min}, {s.q_max}] outside the output range [{lo}, {hi}]")
+    if s.kind == "linear":
+        if len(s.in_shape) != 2 or len(s.out_shape) != 2 or s.in_shape[0] != 1 \
+                or s.out_shape[0] != 1:
+            bad(f"linear shapes must be (1, K) -> (1, N), got {s.in_shape} -> {s.out_shape}")
+    elif s.kind == "add":
+        if s.in_shape != s.out_shape or s.in_shape[0] != 1:
+            bad(f"add shapes must be equal with batch 1: {s.in_shape} -> {s.out_shape}")
+        if not 1 <= s.shift <= 62:
+            bad(f"shift={s.shift} outside [1, 62]")
+    else:
+        _validate_window(s, bad)
+    if min(s.in_shape + s.out_shape) < 1:
+        bad(f"empty shape {s.in_shape} -> {s.out_shape}")
+
+
+def _validate_window(s: KernelSpec, bad) -> None:
+    if len(s.in_shape) != 4 or len(s.out_shape) != 4 or s.in_shape[0] != 1:
+        bad(f"NHWC batch-1 shapes expected, got {s.in_shape} -> {s.out_shape}")
+    if s.kernel < 1 or s.stride < 1 or s.pad < 0:
+        bad(f"kernel={s.kernel} stride={s.stride} pad={s.pad}")
+    if s.kind == "avg_pool" and s.pad:
+        bad("average pooling has no padding")
+    if s.kind == "pointwise" and (s.kernel != 1 or s.pad):
+        bad("pointwise means kernel 1, pad 0")
+    _, h, w, c = s.in_shape
+    ho, wo = (h + 2 * s.pad - s.kernel) // s.stride + 1, (w + 2 * s.pad - s.kernel) // s.stride + 1
+    cout = c if s.kind in ("depthwise", "avg_pool") else s.out_shape[3]
+    if s.out_shape != (1, ho, wo, cout) or ho < 1 or wo < 1:
+        bad(f"output shape {s.out_shape}, expected {(1, ho, wo, cout)}")
