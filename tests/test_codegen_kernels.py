@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,9 @@ class Case:
     def __init__(self, spec: KernelSpec, args: list[bytes], want: np.ndarray):
         self.spec, self.args, self.want = spec, args, want
         self.kernel = generate_kernel(spec)
+        # scratch stays on the stack and small: the accumulators of one output byte
+        arrays = [int(n) for n in re.findall(r"\b\w+\[(\d+)\];", self.kernel.c_source)]
+        assert max(arrays, default=0) <= 8 // spec.out_bits, (self.kernel.name, arrays)
 
     def check(self, lib):
         s = self.spec
@@ -231,6 +235,25 @@ def test_outputs_are_not_degenerate(builder):
     case = conv_case(7, "conv", 8, 8, 8, True, h=9, c=7, cout=5)
     _run_all(builder, [case])
     assert len(np.unique(case.want)) > 10
+
+
+def test_unit_extents(builder):
+    """Loops of extent 1 (1x1 windows, one channel) vanish in TIR; the schedule copes."""
+    cases = [conv_case(800 + i, kind, 8, ob, 4, True, h=h, c=c, cout=co)
+             for i, (kind, ob, h, c, co) in enumerate([
+                 ("pointwise", 8, 3, 1, 1), ("pointwise", 2, 1, 1, 1), ("conv", 4, 1, 1, 2),
+                 ("depthwise", 2, 2, 1, 1), ("pointwise", 8, 4, 64, 40)])]
+    cases += [linear_case(810, 8, 4, 2, kdim=1, n=1), pool_case(811, 2, 4, h=1, c=1, kernel=1)]
+    _run_all(builder, cases)
+
+
+def test_large_odd_channel_counts_keep_scratch_small(builder):
+    """A partly filled last output byte must not size the accumulators for all channels."""
+    cases = [conv_case(820, "depthwise", 4, 2, 8, True, h=2, c=257),
+             conv_case(821, "pointwise", 2, 4, 2, True, h=1, c=3, cout=1001),
+             linear_case(822, 8, 2, 4, kdim=5, n=1001),
+             pool_case(823, 8, 2, h=2, c=1023, kernel=2)]
+    _run_all(builder, cases)          # Case asserts the stack arrays hold <= 8/out_bits
 
 
 def test_linear_all_bit_combos_signed_int8_logits(builder):

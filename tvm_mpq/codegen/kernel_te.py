@@ -9,7 +9,8 @@ accumulation with zero points, ICN requantization in int64 (`reference.icn`).
 Schedule (s_tir.Schedule): the int32 accumulator block is computed at the innermost loop
 of the output (one output byte), so it holds at most 8/out_bits values on the stack, and
 its initialization is hoisted out of the reduction (decompose_reduction). No kernel keeps
-a full-size intermediate buffer.
+a full-size intermediate buffer. Channel counts that do not fill the last output byte
+compute up to 8/out_bits - 1 redundant accumulators there (see `_acc_channels`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,21 @@ def pack_rows(prefix_shape: tuple, n: int, bits: int, value):
     return te.compute((*prefix_shape, row_bytes(n, bits)), byte, name="y")
 
 
+def _acc_channels(n: int, out_bits: int):
+    """Accumulator channels, padded to whole output bytes, and the index clamp for them.
+
+    Padding (at most 8/out_bits - 1 redundant channels, only for counts that do not fill
+    the last byte) keeps the accumulator block of one output byte exactly that byte's
+    channels; a predicated tail would make TVM size it for all channels.
+    """
+    tirx = ta.tirx()
+    per = 8 // out_bits
+    n_acc = -(-n // per) * per
+    if n_acc == n:
+        return n, lambda o: o
+    return n_acc, lambda o: tirx.min(o, n - 1)
+
+
 def _channel_params(n: int):
     te = ta.te()
     return (te.placeholder((n,), "int16", "w_zero"), te.placeholder((n,), "int32", "bias"),
@@ -108,17 +124,19 @@ def conv(spec):
         pre = (kh, kw) if depthwise else (o, kh, kw)
         return load(wt, pre, ci, spec.w_bits, spec.w_signed) - wz[o].astype("int32")
 
+    n_acc, clamp = _acc_channels(cout, spec.out_bits)
     if depthwise:
-        acc = te.compute((ho, wo, cout), lambda i, j, o: te.sum(
-            xin(i * s + rh, j * s + rw, o) * weight(o, rh, rw, o), axis=[rh, rw]), name="acc")
+        acc = te.compute((ho, wo, n_acc), lambda i, j, o: te.sum(
+            xin(i * s + rh, j * s + rw, clamp(o)) * weight(clamp(o), rh, rw, clamp(o)),
+            axis=[rh, rw]), name="acc")
     else:
         rc = te.reduce_axis((0, c), "ci")
-        acc = te.compute((ho, wo, cout), lambda i, j, o: te.sum(
-            xin(i * s + rh, j * s + rw, rc) * weight(o, rh, rw, rc), axis=[rh, rw, rc]),
-            name="acc")
+        acc = te.compute((ho, wo, n_acc), lambda i, j, o: te.sum(
+            xin(i * s + rh, j * s + rw, rc) * weight(clamp(o), rh, rw, rc),
+            axis=[rh, rw, rc]), name="acc")
     y = pack_rows((ho, wo), cout, spec.out_bits, lambda i, j, o: requantize(
         acc[i, j, o] + bias[o], m0[o], n0[o], spec.z_out, spec.q_min, spec.q_max))
-    return _scheduled([x, wt, wz, bias, m0, n0, y], n_reduce=2 if depthwise else 3)
+    return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits)
 
 
 def linear(spec):
@@ -130,13 +148,14 @@ def linear(spec):
     wz, bias, m0, n0 = _channel_params(n)
     r = te.reduce_axis((0, kdim), "k")
     z_in = spec.z_in
-    acc = te.compute((n,), lambda o: te.sum(
+    n_acc, clamp = _acc_channels(n, spec.out_bits)
+    acc = te.compute((n_acc,), lambda o: te.sum(
         (load(x, (), r, spec.in_bits, spec.in_signed) - z_in)
-        * (load(wt, (o,), r, spec.w_bits, spec.w_signed) - wz[o].astype("int32")), axis=[r]),
-        name="acc")
+        * (load(wt, (clamp(o),), r, spec.w_bits, spec.w_signed)
+           - wz[clamp(o)].astype("int32")), axis=[r]), name="acc")
     y = pack_rows((), n, spec.out_bits, lambda o: requantize(
         acc[o] + bias[o], m0[o], n0[o], spec.z_out, spec.q_min, spec.q_max))
-    return _scheduled([x, wt, wz, bias, m0, n0, y], n_reduce=1)
+    return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits)
 
 
 def avg_pool(spec):
@@ -149,12 +168,13 @@ def avg_pool(spec):
     m0 = te.placeholder((1,), "int32", "m0")
     n0 = te.placeholder((1,), "int8", "n0")
     rh, rw = te.reduce_axis((0, k), "kh"), te.reduce_axis((0, k), "kw")
-    acc = te.compute((ho, wo, c), lambda i, j, ch: te.sum(
-        load(x, (i * s + rh, j * s + rw), ch, spec.in_bits, spec.in_signed) - spec.z_in,
-        axis=[rh, rw]), name="acc")
+    n_acc, clamp = _acc_channels(c, spec.out_bits)
+    acc = te.compute((ho, wo, n_acc), lambda i, j, ch: te.sum(
+        load(x, (i * s + rh, j * s + rw), clamp(ch), spec.in_bits, spec.in_signed)
+        - spec.z_in, axis=[rh, rw]), name="acc")
     y = pack_rows((ho, wo), c, spec.out_bits, lambda i, j, ch: requantize(
         acc[i, j, ch], m0[0], n0[0], spec.z_out, spec.q_min, spec.q_max))
-    return _scheduled([x, m0, n0, y], n_reduce=2)
+    return _scheduled([x, m0, n0, y], spec.out_bits)
 
 
 def add(spec):
@@ -182,7 +202,7 @@ def add(spec):
         return v.astype("int32")
 
     y = pack_rows(pre, n, spec.out_bits, value)
-    return _scheduled([a, b, y], n_reduce=0)
+    return _scheduled([a, b, y], reduces=False)
 
 
 def _span(bits: int, signed: bool, zero: int) -> int:
@@ -190,15 +210,20 @@ def _span(bits: int, signed: bool, zero: int) -> int:
     return max(abs(lo - zero), abs(hi - zero))
 
 
-def _scheduled(tensors, n_reduce: int):
+def _scheduled(tensors, out_bits: int = 8, reduces: bool = True):
     """PrimFunc of the TE graph; the accumulator block moved under the output byte loop."""
     te, s_tir = ta.te(), ta.s_tir()
     sch = s_tir.Schedule(te.create_prim_func(tensors))
-    if n_reduce:
+    if reduces:
         acc = sch.get_sblock("acc")
-        sch.compute_at(acc, sch.get_loops(sch.get_sblock("y"))[-1])
-        loops = sch.get_loops(acc)
-        sch.decompose_reduction(acc, loops[len(loops) - n_reduce])
+        y_loops = sch.get_loops(sch.get_sblock("y"))
+        sch.compute_at(acc, y_loops[-1])
+        # under the byte loop: one channel loop if a byte holds several outputs, then the
+        # reduction loops (TVM drops loops of extent 1, so some may be gone)
+        under = sch.get_loops(acc)[len(y_loops):]
+        first_reduce = 1 if out_bits < 8 else 0
+        if len(under) > first_reduce:
+            sch.decompose_reduction(acc, under[first_reduce])
     return sch.mod["main"]
 
 
