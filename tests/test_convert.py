@@ -13,6 +13,7 @@ from tvm_mpq.data.fashion_mnist import load_fashion_mnist, to_model_input
 from tvm_mpq.errors import ModelError
 from tvm_mpq.models.zoo import zoo_model
 from tvm_mpq.passes.pipeline import convert
+from tvm_mpq.reference.fidelity import run_single_op
 from tvm_mpq.reference.interpret import run_reference
 
 
@@ -62,22 +63,6 @@ def _ort_layer_outputs(path, x):
     return seq
 
 
-def _single_layer(call, x):
-    """Run one integer op of the converted module with the golden model on input x."""
-    from tvm_mpq.reference import ops
-
-    a = {k: int(call.attrs[k]) for k in call.attrs.keys() if k not in ("name", "kind")}
-    c = [ta.constant_numpy(v) for v in call.args[1:]]
-    if call.op.name == "mpq.conv2d_icn":
-        return ops.conv2d(x, *c[:3], a["z_in"], a["stride"], a["pad"], c[3], c[4], a["z_out"],
-                          a["q_min"], a["q_max"], depthwise=bool(a["depthwise"]))
-    if call.op.name == "mpq.avg_pool_icn":
-        return ops.avg_pool(x, a["kernel"], a["stride"], a["z_in"], c[0], c[1], a["z_out"],
-                            a["q_min"], a["q_max"])
-    return ops.linear(x.reshape(1, -1), *c[:3], a["z_in"], c[3], c[4], a["z_out"], a["q_min"],
-                      a["q_max"])
-
-
 @pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "per_tensor"])
 def test_onnxruntime_qdq_model(tmp_path, images, per_channel):
     """Fidelity to an independent quantizer (onnxruntime quantize_static, int8):
@@ -95,7 +80,7 @@ def test_onnxruntime_qdq_model(tmp_path, images, per_channel):
         seq = _ort_layer_outputs(path, x[None])
         assert len(seq) == len(calls) + 1
         for call, x_in, want in zip(calls, seq[:-1], seq[1:]):
-            got = _single_layer(call, x_in)
+            got = run_single_op(call, [x_in])
             d = np.abs(got.astype(np.int64) - want.astype(np.int64).reshape(got.shape))
             within += int(np.sum(d <= 1))
             total += d.size

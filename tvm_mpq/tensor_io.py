@@ -43,3 +43,26 @@ def load_input(spec: str, float_shape: tuple[int, ...], q_dtype: str, quantize,
         return np.transpose(x, (0, 2, 3, 1)) if x.ndim == 4 else x
     raise InputError(f"input '{spec}' has dtype {x.dtype}; give float32 values or "
                      f"{q_dtype} quantized values")
+
+
+def load_calibration_npy(path: str, input_shape: tuple[int, ...], n: int) -> np.ndarray:
+    """Calibration inputs from an .npy file: float [N, C, H, W] model inputs, or raw
+    28x28 uint8 images [N, 28, 28] (Fashion-MNIST layout)."""
+    if not path.endswith(".npy"):
+        raise InputError(f"--calib '{path}': expected fashion-mnist, synthetic or an .npy file")
+    if not os.path.exists(path):
+        raise InputError(f"calibration file '{path}' not found")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InputError(f"calibration file '{path}' is not a valid .npy array: {e}") from None
+    if x.ndim == 3 and x.shape[1:] == (28, 28) and x.dtype == np.uint8:
+        from .data.fashion_mnist import to_model_input
+
+        x = to_model_input(x, input_shape[1], input_shape[0])
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(input_shape) or x.dtype.kind != "f":
+        raise InputError(f"calibration file '{path}': array {list(x.shape)} {x.dtype}; the "
+                         f"model takes float [N, {', '.join(map(str, input_shape))}]")
+    if not np.all(np.isfinite(x)):
+        raise InputError(f"calibration file '{path}' contains NaN or Inf")
+    return x[:n].astype(np.float32)

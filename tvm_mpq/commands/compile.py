@@ -1,0 +1,110 @@
+"""`tvm-mpq compile`: a model -> a firmware project (and firmware) for a board."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import MpqError
+from ..report.table import format_table
+from .common import add_model_args, out, verb_parser
+
+DEVICES = {"stm32h743": (2 * 1024 * 1024, 512 * 1024)}
+
+
+def add_budget_args(p) -> None:
+    p.add_argument("--device", choices=sorted(DEVICES),
+                   help="device preset: stm32h743 = 2 MiB FLASH, 512 KiB RAM")
+    p.add_argument("--flash", metavar="SIZE", help="FLASH budget (bytes; kB, KiB, MB, MiB)")
+    p.add_argument("--ram", metavar="SIZE", help="RAM budget for activations")
+    p.add_argument("--scheme", choices=["mixpl", "mixpc"], default="mixpc",
+                   help="per-layer (mixpl) or per-channel (mixpc, default) weights")
+    p.add_argument("--ram-model", choices=["chain", "liveness"], default="chain")
+
+
+def budget_from_args(args):
+    from ..flow import Budget
+    from ..units import parse_size
+
+    if args.device is None and args.flash is None and args.ram is None:
+        return None
+    flash, ram = DEVICES.get(args.device, (None, None))
+    if args.flash is not None:
+        flash = parse_size(args.flash)
+    if args.ram is not None:
+        ram = parse_size(args.ram)
+    if flash is None or ram is None:
+        raise MpqError("give both --flash and --ram, or --device")
+    return Budget(flash, ram, args.scheme, args.ram_model)
+
+
+def register(sub) -> None:
+    p = verb_parser(sub, "compile", "compile a model into a firmware project (C, memory plan, "
+                    "CMake) for a board, and build it",
+                    "  tvm-mpq compile qmodel.onnx --board qemu_m7 -o build/m\n"
+                    "  tvm-mpq compile mobilenet_v1_0.75_224 --device stm32h743 -o build/mbv1\n"
+                    "  tvm-mpq compile mobilenet_v1_0.25_32 --flash 120kB --ram 10kB "
+                    "--calib fashion-mnist -o build/fm\n")
+    add_model_args(p)
+    p.add_argument("--board", default="qemu_m7", help="qemu_m7 (default), nucleo_h743zi, host")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    add_budget_args(p)
+    p.add_argument("--calib", default="synthetic",
+                   help="float models: calibration data: synthetic (default, with a warning), "
+                        "fashion-mnist, or X.npy")
+    p.add_argument("--num-samples", type=int, default=256)
+    p.add_argument("--no-build", action="store_true", help="only write the project")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..codegen.aot import generate_model
+    from ..codegen.project import write_project
+    from ..flow import layer_info, prepare
+    from ..frontend.loader import load_model
+    from ..passes.pipeline import convert
+    from ..target.boards import get_board
+
+    board = get_board(args.board)
+    model = load_model(args.model, num_classes=args.num_classes, in_channels=args.in_channels)
+    budget = budget_from_args(args)
+    prep = prepare(model, args.model, budget, args.calib, args.num_samples)
+    im = convert(prep.qdq, origin=args.model)
+    name = Path(args.model).stem if args.model.endswith(".onnx") else args.model
+    gen = generate_model(im.mod, name, layer_info(prep.graph))
+    extra = {"budget": None if budget is None else {
+        "flash_bytes": budget.flash_bytes, "ram_bytes": budget.ram_bytes,
+        "scheme": budget.scheme}}
+    if prep.plan_json:
+        extra["plan_prediction"] = {"ro_bytes": prep.plan_json.get("ro_bytes"),
+                                    "rw_bytes": prep.plan_json.get("rw_bytes")}
+    meta = write_project(args.output, gen, board=board.name, model_name=name,
+                         qdq_bytes=prep.qdq.SerializeToString(), plan_json=prep.plan_json,
+                         extra=extra)
+    out(f"wrote {args.output}: {len(gen.layers)} layers, {len(gen.files)} C files, arena "
+        f"{gen.memory.arena_bytes:,} B, weights+parameters {gen.const_bytes:,} B")
+    if args.no_build:
+        return 0
+    report = build_and_report(Path(args.output), board.name, meta)
+    out(report)
+    return 0
+
+
+def build_and_report(outdir: Path, board: str, meta: dict, profile: bool = False) -> str:
+    from ..target.boards import get_board
+    from ..target.build import build_firmware, memory_report
+
+    exe = build_firmware(outdir, board, outdir / "build" / board, profile=profile)
+    if get_board(board).toolchain == "host-cc":
+        return f"built {exe}"
+    mem = memory_report(exe)
+    b = meta.get("budget") or {}
+    pred = meta.get("plan_prediction") or {}
+    rows = [["FLASH", mem["flash_bytes"], pred.get("ro_bytes") or "-",
+             meta["memory"]["const_bytes"], b.get("flash_bytes") or "-"],
+            ["RAM", mem["ram_bytes"], pred.get("rw_bytes") or "-",
+             meta["memory"]["arena_bytes"], b.get("ram_bytes") or "-"]]
+    table = format_table(["memory", "firmware (size)", "plan model", "generated model",
+                          "budget"], rows, align="lrrrr")
+    return (f"built {exe}\n{table}\n(firmware RAM includes the I/O buffers and the "
+            f"{mem.get('reserved_bytes', 0):,} B stack+heap reserve; 'generated model' is the "
+            "const data and the static arena)")
