@@ -1,0 +1,143 @@
+"""Every kernel kind x every (in, out, weight) bit combination on the emulated Cortex-M7:
+QEMU output == host build output == numpy golden model, byte for byte.
+
+All kernels go into ONE firmware image whose `mpq_model_run` calls each kernel on constant
+packed inputs and writes its packed output at its own offset of the output buffer; the
+same sources are built for the host. One QEMU run checks everything.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from tvm_mpq.codegen.aot import _c_array
+from tvm_mpq.codegen.kernels import KernelSpec, generate_kernel, pack_params
+from tvm_mpq.reference import icn, ops
+from tvm_mpq.reference.packing import pack, packed_bytes, unpack
+from tvm_mpq.target import build_firmware, run_host, run_qemu
+
+BITS = (8, 4, 2)
+COMBOS = list(itertools.product(BITS, BITS, BITS))
+
+
+def _case(i, kind, in_bits, out_bits, w_bits, rng):
+    h, c = 5, 5 if kind != "linear" else 13
+    cout = {"depthwise": c, "linear": 7}.get(kind, 3)
+    k, pad = (1, 0) if kind in ("pointwise", "linear") else (3, 1)
+    stride = 1 + i % 2 if kind in ("conv", "depthwise") else 1
+    w_signed = bool(i % 3 == 0)
+    out_signed = kind == "linear"
+    in_shape = (1, c) if kind == "linear" else (1, h, h, c)
+    x = rng.integers(0, 1 << in_bits, in_shape)
+    wlo, whi = (-(1 << (w_bits - 1)), 1 << (w_bits - 1)) if w_signed else (0, 1 << w_bits)
+    wshape = {"linear": (cout, c), "depthwise": (c, k, k, 1)}.get(kind, (cout, k, k, c))
+    w = rng.integers(wlo, whi, wshape)
+    w_zero = rng.integers(wlo, whi, cout) if i % 2 else np.full(cout, int(rng.integers(wlo, whi)))
+    bias = rng.integers(-500, 500, cout)
+    k_el = k * k * (1 if kind == "depthwise" else c)
+    scale = (1 << out_bits) / max(1.0, np.sqrt(k_el) * (1 << in_bits) * (1 << w_bits) / 4)
+    m0, n0 = icn.quantize_multipliers(rng.uniform(0.3, 3.0, cout) * scale)
+    q_min, q_max = ((-(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1) if out_signed
+                    else (0, (1 << out_bits) - 1))
+    z_in = int(rng.integers(0, 1 << in_bits))
+    if kind == "linear":
+        y = ops.linear(x, w, w_zero, bias, z_in, m0, n0, 0, q_min, q_max)
+        out_shape = (1, cout)
+    else:
+        y = ops.conv2d(x, w, w_zero, bias, z_in, stride, pad, m0, n0, 1, q_min, q_max,
+                       depthwise=kind == "depthwise")
+        out_shape = y.shape
+    spec = KernelSpec(kind, in_shape, out_shape, kernel=k, stride=stride, pad=pad,
+                      in_bits=in_bits, out_bits=out_bits, w_bits=w_bits, w_signed=w_signed,
+                      out_signed=out_signed, z_in=z_in, z_out=0 if kind == "linear" else 1,
+                      q_min=q_min, q_max=q_max)
+    params = pack_params(spec, w, w_zero, bias, m0, n0)
+    return spec, pack(x.reshape(-1, in_shape[-1]), in_bits).tobytes(), params, y
+
+
+def _pool_add_cases(rng):
+    cases = []
+    for bits in BITS:
+        x = rng.integers(0, 1 << bits, (1, 4, 4, 5))
+        m0, n0 = icn.quantize_multipliers(np.array([1.0 / 16]))
+        y = ops.avg_pool(x, 4, 1, 0, m0, n0, 0, 0, (1 << bits) - 1)
+        spec = KernelSpec("avg_pool", x.shape, y.shape, kernel=4, in_bits=bits, out_bits=bits)
+        cases.append((spec, pack(x.reshape(-1, 5), bits).tobytes(),
+                      pack_params(spec, m0=m0, n0=n0), y, None))
+        a = rng.integers(0, 1 << bits, (1, 3, 3, 7))
+        b = rng.integers(0, 1 << bits, (1, 3, 3, 7))
+        p = dict(z_a=1, z_b=0, k_a=45000, k_b=30000, shift=16, z_out=0, q_min=0,
+                 q_max=(1 << bits) - 1)
+        y = ops.add(a, b, **p)
+        spec = KernelSpec("add", a.shape, a.shape, in_bits=bits, out_bits=bits, **p)
+        cases.append((spec, pack(a.reshape(-1, 7), bits).tobytes(), {}, y,
+                      pack(b.reshape(-1, 7), bits).tobytes()))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def firmware(tmp_path_factory):
+    rng = np.random.default_rng(2026)
+    cases = []
+    i = 0
+    for kind in ("conv", "depthwise", "pointwise", "linear"):
+        for ib, ob, wb in COMBOS:
+            spec, xb, params, y = _case(i, kind, ib, ob, wb, rng)
+            cases.append((spec, xb, params, y, None))
+            i += 1
+    cases += _pool_add_cases(rng)
+    d = tmp_path_factory.mktemp("kernels") / "codegen"
+    d.mkdir()
+    kernels, arrays, calls, expect = {}, [], [], []
+    offset = 0
+    for j, (spec, xb, params, y, bb) in enumerate(cases):
+        k = generate_kernel(spec)
+        kernels[k.name] = k
+        arrays.append(_c_array("uint8_t", f"x{j}", xb))
+        args = [f"x{j}"]
+        if bb is not None:
+            arrays.append(_c_array("uint8_t", f"b{j}", bb))
+            args.append(f"b{j}")
+        for pname, (ctype, data) in params.items():
+            arrays.append(_c_array(ctype, f"p{j}_{pname}", data))
+            args.append(f"p{j}_{pname}")
+        args.append(f"output + {offset}")
+        calls.append(f"    if ({k.name}({', '.join(args)}) != 0) return {j + 1};")
+        nbytes = packed_bytes(spec.out_shape, spec.out_bits)
+        expect.append((offset, nbytes, spec, y))
+        offset += nbytes
+    for k in kernels.values():
+        (d / f"{k.name}.c").write_text(k.c_source)
+    (d / "model.h").write_text(
+        "#include <stdint.h>\n#define MPQ_INPUT_BYTES 1\n"
+        f"#define MPQ_OUTPUT_BYTES {offset}\n#define MPQ_ARENA_BYTES 0\n"
+        "#define MPQ_NUM_LAYERS 1\nextern const char *const mpq_layer_names[1];\n"
+        "int mpq_model_run(const uint8_t *input, uint8_t *output);\n"
+        "#ifdef MPQ_PROFILE\nvoid mpq_profile_begin(int);\nvoid mpq_profile_end(int);\n#endif\n")
+    protos = "\n".join(k.prototype for k in kernels.values())
+    (d / "model.c").write_text(
+        "#include \"model.h\"\n" + protos + "\n" + "\n".join(arrays) +
+        "\nconst char *const mpq_layer_names[1] = {\"all_kernels\"};\n"
+        "int mpq_model_run(const uint8_t *input, uint8_t *output) {\n    (void)input;\n"
+        + "\n".join(calls) + "\n    return 0;\n}\n")
+    root = tmp_path_factory.mktemp("build")
+    qemu = build_firmware(None, "qemu_m7", root / "qemu", codegen_dir=d)
+    host = build_firmware(None, "host", root / "host", codegen_dir=d)
+    return qemu, host, expect, len(cases)
+
+
+def test_every_kernel_on_qemu_equals_host_and_golden(firmware):
+    qemu, host, expect, n_cases = firmware
+    assert n_cases == 4 * 27 + 6
+    q = run_qemu(qemu, b"\0", timeout_s=120).output_bytes
+    h = run_host(host, b"\0").output_bytes
+    assert q == h
+    data = np.frombuffer(q, np.uint8)
+    for offset, nbytes, spec, y in expect:
+        row = spec.out_shape[-1]
+        got = unpack(data[offset:offset + nbytes].reshape(-1, packed_bytes((row,), spec.out_bits)),
+                     spec.out_bits, row, signed=spec.out_signed)
+        np.testing.assert_array_equal(got.reshape(y.shape), y, err_msg=spec.name)
