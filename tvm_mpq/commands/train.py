@@ -48,6 +48,8 @@ def register(sub) -> None:
     p.add_argument("--limit-train", type=int, metavar="N", help="use the first N training images")
     p.add_argument("--limit-test", type=int, metavar="N", help="use the first N test images")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
+    p.add_argument("--float-lr", type=float, default=1e-3,
+                   help="float phase Adam learning rate, cosine-decayed (default 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (default 1; results are reproducible per thread count)")
@@ -90,7 +92,10 @@ def run(args) -> int:
     if float_epochs is None:
         is_file = args.model.endswith(".onnx")
         float_epochs = 0 if (is_file or args.float_checkpoint) else DEFAULT_FLOAT_EPOCHS_ZOO
+    if args.float_lr <= 0:
+        raise MpqError(f"--float-lr must be positive, got {args.float_lr}")
     cfg = TrainConfig(epochs=args.epochs, float_epochs=float_epochs, batch_size=args.batch_size,
+                      float_lr=args.float_lr,
                       seed=args.seed, limit_train=args.limit_train, limit_test=args.limit_test,
                       threads=args.threads,
                       progress=sys.stderr.isatty() and not getattr(args, "quiet", False))

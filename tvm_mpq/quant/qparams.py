@@ -1,5 +1,7 @@
 """Per-layer integer quantization parameters: what the integer converter consumes.
 
+Reading a QDQ file (`read_qdq_params`) needs numpy and onnx only, not torch.
+
 Two sources give the same `LayerQParams` list (one entry per conv / pool / linear layer,
 in execution order):
 
@@ -26,7 +28,6 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from ..errors import ModelError
-from .torch_model import ConvLayer, PoolLayer, TorchNet
 
 PLAN_KEY = "tvm_mpq.plan"
 FORMAT_KEY = "tvm_mpq.qdq"
@@ -77,8 +78,10 @@ def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
-def layer_qparams(net: TorchNet) -> list[LayerQParams]:
+def layer_qparams(net) -> list[LayerQParams]:
     """The integer parameters of a configured `TorchNet` (fake_quant.configure)."""
+    from .torch_model import ConvLayer, PoolLayer   # torch only here: reading needs none
+
     if not net.quantized:
         raise ValueError("the model has no quantizers (fake_quant.configure)")
     fc = net.layers[-1]
