@@ -4,7 +4,8 @@
  * Console protocol (one line each, parsed by tvm_mpq.target):
  *   MPQ_START board=<name> counter=<unit> input_bytes=<n> output_bytes=<n>
  *   MPQ_PROFILE <layer> <name> <count>     (only with MPQ_PROFILE; count in <unit>)
- *   MPQ_TOTAL <count>                      (whole mpq_model_run, in <unit>)
+ *   MPQ_TOTAL <count>                      (mpq_model_run, summed over a batch, in <unit>)
+ *   MPQ_RUNS <n>                           (inferences run: the batch size)
  *   MPQ_OUTPUT <hex>                       (boards without files: the output tensor)
  *   MPQ_ERROR <text>                       (runtime error, e.g. input file missing)
  *   MPQ_INFO <text>                        (a remark; not an error)
@@ -34,8 +35,15 @@ void mpq_board_init(void);
  * argc/argv are main's: only the host board has a command line. */
 const uint8_t *mpq_board_input(int argc, char **argv);
 
-/* Deliver the output tensor (MPQ_OUTPUT_BYTES); 0 on success, else prints MPQ_ERROR. */
+/* The next input tensor of a batch (boards with files), or NULL: no more inputs. */
+const uint8_t *mpq_board_next_input(void);
+
+/* Deliver the output tensor (MPQ_OUTPUT_BYTES); 0 on success, else prints MPQ_ERROR.
+ * Called once per input of a batch, in order. */
 int mpq_board_output(int argc, char **argv, const uint8_t *output);
+
+/* Flush and close what the board opened (files). */
+void mpq_board_finish(void);
 
 /* A free-running up-counter (wraps modulo 2^32) in mpq_board_counter_unit. */
 uint32_t mpq_board_counter(void);

@@ -37,16 +37,28 @@ int main(int argc, char **argv)
     const uint8_t *input = mpq_board_input(argc, argv);
     if (!input) return MPQ_EXIT_IO;
 
-    uint32_t start = mpq_board_counter();
-    int status = mpq_model_run(input, output);
-    uint32_t total = mpq_board_counter() - start;
+    /* One inference per input tensor (a batch file holds several, back to back). The
+     * per-layer and total counters add up over the batch. */
+    int status = 0;
+    int runs = 0;
+    uint32_t total = 0;
+    while (input) {
+        uint32_t start = mpq_board_counter();
+        status = mpq_model_run(input, output);
+        total += mpq_board_counter() - start;
+        runs++;
+        if (status != 0) break;
+        if (mpq_board_output(argc, argv, output) != 0) return MPQ_EXIT_IO;
+        input = mpq_board_next_input();
+    }
 
 #ifdef MPQ_PROFILE
     for (int i = 0; i < MPQ_NUM_LAYERS; i++)
         printf("MPQ_PROFILE %d %s %" PRIu32 "\n", i, mpq_layer_names[i], layer_count[i]);
 #endif
     printf("MPQ_TOTAL %" PRIu32 "\n", total);
-    if (status == 0 && mpq_board_output(argc, argv, output) != 0) return MPQ_EXIT_IO;
+    printf("MPQ_RUNS %d\n", runs);
+    mpq_board_finish();
     printf("MPQ_DONE status=%d\n", status);
     fflush(stdout);
     return status == 0 ? MPQ_EXIT_OK : MPQ_EXIT_MODEL;

@@ -22,6 +22,10 @@ const uint8_t *mpq_board_input(int argc, char **argv)
     return mpq_file_read_input(argv[1]);
 }
 
+const uint8_t *mpq_board_next_input(void) { return mpq_file_next_input(); }
+
+void mpq_board_finish(void) { mpq_file_close(); }
+
 int mpq_board_output(int argc, char **argv, const uint8_t *output)
 {
     (void)argc;

@@ -72,6 +72,10 @@ const uint8_t *mpq_board_input(int argc, char **argv)
 #endif
 }
 
+const uint8_t *mpq_board_next_input(void) { return NULL; }
+
+void mpq_board_finish(void) {  }
+
 int mpq_board_output(int argc, char **argv, const uint8_t *output)
 {
     (void)argc, (void)argv;
