@@ -21,19 +21,27 @@ from .. import tvm_adapter as ta
 from ..reference.packing import row_bytes
 
 
-def load(buf, prefix: tuple, ch, bits: int, signed: bool):
-    """Element `ch` of the packed row `buf[prefix]`, as int32."""
+def load(buf, prefix: tuple, ch, bits: int, signed: bool, offset=None):
+    """Element `ch` of the packed row `buf[prefix]`, as int32, minus `offset` (int32 expr).
+
+    Unsigned: (byte >> shift) & mask. Signed: the field is moved to the top of a uint32 and
+    shifted back arithmetically as int32 (one SBFX on ARM when the shift is constant).
+    """
     tirx = ta.tirx()
-    if bits == 8:
-        v = buf[(*prefix, ch)].astype("int32")
-    else:
-        per = 8 // bits
-        v = (buf[(*prefix, ch // per)].astype("int32") >> ((ch % per) * bits)) \
-            & tirx.const((1 << bits) - 1, "int32")
+    per = 8 // bits
+    byte = buf[(*prefix, ch // per if per > 1 else ch)]
+    shift = (ch % per) * bits if per > 1 else 0
     if signed:
-        sign = tirx.const(1 << (bits - 1), "int32")
-        v = (v ^ sign) - sign
-    return v
+        up = (byte.astype("uint32") << (32 - bits - shift)) if per > 1 else \
+            (byte.astype("uint32") << (32 - bits))
+        # reinterpret, not cast: TVM's range analysis takes a uint32 -> int32 cast as
+        # value-preserving (non-negative) and would then fold away clamps downstream
+        v = tirx.reinterpret("int32", up) >> tirx.const(32 - bits, "int32")
+    elif per > 1:
+        v = (byte.astype("int32") >> shift) & tirx.const((1 << bits) - 1, "int32")
+    else:
+        v = byte.astype("int32")
+    return v if offset is None else v - offset
 
 
 def requantize(acc, m0, n0, z_out: int, q_min: int, q_max: int):
@@ -122,7 +130,7 @@ def conv(spec):
 
     def weight(o, kh, kw, ci):
         pre = (kh, kw) if depthwise else (o, kh, kw)
-        return load(wt, pre, ci, spec.w_bits, spec.w_signed) - wz[o].astype("int32")
+        return load(wt, pre, ci, spec.w_bits, spec.w_signed, wz[o].astype("int32"))
 
     n_acc, clamp = _acc_channels(cout, spec.out_bits)
     if depthwise:
@@ -136,7 +144,8 @@ def conv(spec):
             axis=[rh, rw, rc]), name="acc")
     y = pack_rows((ho, wo), cout, spec.out_bits, lambda i, j, o: requantize(
         acc[i, j, o] + bias[o], m0[o], n0[o], spec.z_out, spec.q_min, spec.q_max))
-    return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits)
+    unroll = 0 if depthwise else _channel_unroll(c, spec.in_bits, spec.w_bits)
+    return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits, unroll_channels=unroll)
 
 
 def linear(spec):
@@ -151,11 +160,12 @@ def linear(spec):
     n_acc, clamp = _acc_channels(n, spec.out_bits)
     acc = te.compute((n_acc,), lambda o: te.sum(
         (load(x, (), r, spec.in_bits, spec.in_signed) - z_in)
-        * (load(wt, (clamp(o),), r, spec.w_bits, spec.w_signed)
-           - wz[clamp(o)].astype("int32")), axis=[r]), name="acc")
+        * load(wt, (clamp(o),), r, spec.w_bits, spec.w_signed, wz[clamp(o)].astype("int32")),
+        axis=[r]), name="acc")
     y = pack_rows((), n, spec.out_bits, lambda o: requantize(
         acc[o] + bias[o], m0[o], n0[o], spec.z_out, spec.q_min, spec.q_max))
-    return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits)
+    return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits,
+                      unroll_channels=_channel_unroll(kdim, spec.in_bits, spec.w_bits))
 
 
 def avg_pool(spec):
@@ -210,8 +220,13 @@ def _span(bits: int, signed: bool, zero: int) -> int:
     return max(abs(lo - zero), abs(hi - zero))
 
 
-def _scheduled(tensors, out_bits: int = 8, reduces: bool = True):
-    """PrimFunc of the TE graph; the accumulator block moved under the output byte loop."""
+def _scheduled(tensors, out_bits: int = 8, reduces: bool = True, unroll_channels: int = 0):
+    """PrimFunc of the TE graph; the accumulator block moved under the output byte loop.
+
+    unroll_channels: when the innermost reduction runs over packed channels, unroll it by
+    this many (a multiple of every packing factor), so every element is extracted with
+    constant shifts and each byte is loaded once; 0 leaves the loop alone.
+    """
     te, s_tir = ta.te(), ta.s_tir()
     sch = s_tir.Schedule(te.create_prim_func(tensors))
     if reduces:
@@ -224,7 +239,19 @@ def _scheduled(tensors, out_bits: int = 8, reduces: bool = True):
         first_reduce = 1 if out_bits < 8 else 0
         if len(under) > first_reduce:
             sch.decompose_reduction(acc, under[first_reduce])
+            if unroll_channels > 1:
+                inner = sch.get_loops(sch.get_sblock("acc_update"))[-1]
+                sch.unroll(sch.split(inner, [None, unroll_channels])[1])
     return sch.mod["main"]
+
+
+def _channel_unroll(n: int, *bits: int) -> int:
+    """Unroll factor for a reduction over n packed channels (see `_scheduled`)."""
+    per = max(8 // b for b in bits)
+    for f in (4, 2):
+        if n % f == 0 and f % per == 0 and n > f:
+            return f
+    return 0
 
 
 BUILDERS = {"conv": conv, "pointwise": conv, "depthwise": conv, "linear": linear,
