@@ -8,7 +8,13 @@
 #include "model.h"
 #include "mpq_file_io.h"
 
-static uint8_t input[MPQ_INPUT_BYTES];
+#ifdef MPQ_IO_IN_ARENA
+/* The model keeps its input inside its static arena: read straight into it. */
+#define INPUT_BUF (mpq_model_input())
+#else
+static uint8_t input_buf[MPQ_INPUT_BYTES];
+#define INPUT_BUF (input_buf)
+#endif
 static FILE *in_file;
 static FILE *out_file;
 
@@ -35,8 +41,8 @@ const uint8_t *mpq_file_read_input(const char *path)
 const uint8_t *mpq_file_next_input(void)
 {
     if (!in_file) return NULL;
-    size_t n = fread(input, 1, sizeof input, in_file);
-    if (n == sizeof input) return input;
+    size_t n = fread(INPUT_BUF, 1, MPQ_INPUT_BYTES, in_file);
+    if (n == MPQ_INPUT_BYTES) return INPUT_BUF;
     if (n != 0) {
         printf("MPQ_ERROR input file %s must hold exactly %d bytes (or a multiple: a batch)\n",
                in_path, (int)MPQ_INPUT_BYTES);

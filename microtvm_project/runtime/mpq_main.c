@@ -27,7 +27,16 @@ __attribute__((noinline)) void mpq_profile_end(int layer)
 }
 #endif
 
+#ifdef MPQ_IO_IN_ARENA
+/* Input and output live in the model's arena (model.h: mpq_model_input/output): no
+ * separate buffers, so the firmware's RAM is the arena plus stack and heap. */
+#define OUTPUT_DST ((uint8_t *)0)
+#define OUTPUT_BUF (mpq_model_output())
+#else
 static uint8_t output[MPQ_OUTPUT_BYTES];
+#define OUTPUT_DST (output)
+#define OUTPUT_BUF (output)
+#endif
 
 int main(int argc, char **argv)
 {
@@ -44,11 +53,11 @@ int main(int argc, char **argv)
     uint32_t total = 0;
     while (input) {
         uint32_t start = mpq_board_counter();
-        status = mpq_model_run(input, output);
+        status = mpq_model_run(input, OUTPUT_DST);
         total += mpq_board_counter() - start;
         runs++;
         if (status != 0) break;
-        if (mpq_board_output(argc, argv, output) != 0) return MPQ_EXIT_IO;
+        if (mpq_board_output(argc, argv, OUTPUT_BUF) != 0) return MPQ_EXIT_IO;
         input = mpq_board_next_input();
     }
 

@@ -110,7 +110,12 @@ def generate_model(mod, model_name: str, layer_info: dict | None = None) -> Gene
         for a in call.args:
             if ta.is_var(a):
                 last_use[root(a)] = i
-    buffers = []
+    n_steps = len(steps)
+    in_bytes = packed_bytes(ta.static_shape(x), in_bits)
+    out_bytes = packed_bytes(ta.static_shape(out_var), steps[-1][2].out_bits)
+    # The input and the output live in the arena too (the method's RAM model counts them).
+    buffers = [Buffer("input", in_bytes, 0, last_use.get(x, 0)),
+               Buffer("output", out_bytes, n_steps - 1, n_steps - 1)]
     names = {}
     for i, (var, call, spec, lname) in enumerate(steps):
         if var.same_as(out_var):
@@ -148,9 +153,9 @@ def generate_model(mod, model_name: str, layer_info: dict | None = None) -> Gene
         def ref(v):
             v = root(v)
             if v.same_as(x):
-                return "input"
+                return "(mpq_arena + MPQ_INPUT_OFFSET)"
             if v.same_as(out_var):
-                return "output"
+                return "(mpq_arena + MPQ_OUTPUT_OFFSET)"
             return f"(mpq_arena + {memory.offset(names[v])})"
 
         acts = [ref(a) for a in call.args if ta.is_var(a)]
@@ -172,7 +177,8 @@ def generate_model(mod, model_name: str, layer_info: dict | None = None) -> Gene
                     const_bytes=sum(len(d) for _, d in packed.values()),
                     weight_bytes=len(packed["w"][1]) if "w" in packed else 0,
                     out_bytes=packed_bytes(spec.out_shape, spec.out_bits),
-                    out_offset=None if var.same_as(out_var) else memory.offset(names[var]))
+                    out_offset=memory.offset("output") if var.same_as(out_var)
+                    else memory.offset(names[var]))
         info.update((layer_info or {}).get(lname, {}))
         layers.append(info)
 
@@ -189,6 +195,7 @@ def generate_model(mod, model_name: str, layer_info: dict | None = None) -> Gene
                 scale_repr=repr(float(attrs["mpq.output_scale"])),
                 zero_point=int(attrs["mpq.output_zero_point"]))
     env = _env()
+    inp["offset"], outp["offset"] = memory.offset("input"), memory.offset("output")
     ctx = dict(banner=BANNER, model_name=model_name, layers=layers, input=inp, output=outp,
                arena_bytes=memory.arena_bytes, arena_strategy=memory.strategy,
                const_bytes=const_bytes,

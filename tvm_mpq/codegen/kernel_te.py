@@ -21,6 +21,9 @@ from .. import tvm_adapter as ta
 from ..reference.packing import row_bytes
 
 
+CHANNEL_BLOCK = 4      # depthwise: output channels computed together (a multiple of 8/out_bits)
+
+
 def load(buf, prefix: tuple, ch, bits: int, signed: bool, offset=None):
     """Element `ch` of the packed row `buf[prefix]`, as int32, minus `offset` (int32 expr).
 
@@ -76,16 +79,16 @@ def pack_rows(prefix_shape: tuple, n: int, bits: int, value):
     return te.compute((*prefix_shape, row_bytes(n, bits)), byte, name="y")
 
 
-def _acc_channels(n: int, out_bits: int):
-    """Accumulator channels, padded to whole output bytes, and the index clamp for them.
+def _acc_channels(n: int, group: int):
+    """Accumulator channels, padded to whole groups, and the index clamp for them.
 
-    Padding (at most 8/out_bits - 1 redundant channels, only for counts that do not fill
-    the last byte) keeps the accumulator block of one output byte exactly that byte's
-    channels; a predicated tail would make TVM size it for all channels.
+    A group is the channels whose accumulators live together (one output byte, or a
+    channel block). Padding (at most group - 1 redundant channels, only for counts that do
+    not fill the last group) keeps the accumulator block exactly one group; a predicated
+    tail would make TVM size it for all channels.
     """
     tirx = ta.tirx()
-    per = 8 // out_bits
-    n_acc = -(-n // per) * per
+    n_acc = -(-n // group) * group
     if n_acc == n:
         return n, lambda o: o
     return n_acc, lambda o: tirx.min(o, n - 1)
@@ -132,7 +135,8 @@ def conv(spec):
         pre = (kh, kw) if depthwise else (o, kh, kw)
         return load(wt, pre, ci, spec.w_bits, spec.w_signed, wz[o].astype("int32"))
 
-    n_acc, clamp = _acc_channels(cout, spec.out_bits)
+    block = CHANNEL_BLOCK if depthwise else 0
+    n_acc, clamp = _acc_channels(cout, block or 8 // spec.out_bits)
     if depthwise:
         acc = te.compute((ho, wo, n_acc), lambda i, j, o: te.sum(
             xin(i * s + rh, j * s + rw, clamp(o)) * weight(clamp(o), rh, rw, clamp(o)),
@@ -145,7 +149,8 @@ def conv(spec):
     y = pack_rows((ho, wo), cout, spec.out_bits, lambda i, j, o: requantize(
         acc[i, j, o] + bias[o], m0[o], n0[o], spec.z_out, spec.q_min, spec.q_max))
     unroll = 0 if depthwise else _channel_unroll(c, spec.in_bits, spec.w_bits)
-    return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits, unroll_channels=unroll)
+    return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits, unroll_channels=unroll,
+                      channel_block=block)
 
 
 def linear(spec):
@@ -157,7 +162,7 @@ def linear(spec):
     wz, bias, m0, n0 = _channel_params(n)
     r = te.reduce_axis((0, kdim), "k")
     z_in = spec.z_in
-    n_acc, clamp = _acc_channels(n, spec.out_bits)
+    n_acc, clamp = _acc_channels(n, 8 // spec.out_bits)
     acc = te.compute((n_acc,), lambda o: te.sum(
         (load(x, (), r, spec.in_bits, spec.in_signed) - z_in)
         * load(wt, (clamp(o),), r, spec.w_bits, spec.w_signed, wz[clamp(o)].astype("int32")),
@@ -178,7 +183,7 @@ def avg_pool(spec):
     m0 = te.placeholder((1,), "int32", "m0")
     n0 = te.placeholder((1,), "int8", "n0")
     rh, rw = te.reduce_axis((0, k), "kh"), te.reduce_axis((0, k), "kw")
-    n_acc, clamp = _acc_channels(c, spec.out_bits)
+    n_acc, clamp = _acc_channels(c, 8 // spec.out_bits)
     acc = te.compute((ho, wo, n_acc), lambda i, j, ch: te.sum(
         load(x, (i * s + rh, j * s + rw), clamp(ch), spec.in_bits, spec.in_signed)
         - spec.z_in, axis=[rh, rw]), name="acc")
@@ -220,28 +225,44 @@ def _span(bits: int, signed: bool, zero: int) -> int:
     return max(abs(lo - zero), abs(hi - zero))
 
 
-def _scheduled(tensors, out_bits: int = 8, reduces: bool = True, unroll_channels: int = 0):
-    """PrimFunc of the TE graph; the accumulator block moved under the output byte loop.
+def _scheduled(tensors, out_bits: int = 8, reduces: bool = True, unroll_channels: int = 0,
+               channel_block: int = 0):
+    """PrimFunc of the TE graph; the accumulator block moved under the output loops.
 
+    The accumulators live for one output byte, or with `channel_block` = G (a multiple of
+    8/out_bits that divides the padded accumulator count) for G output channels, whose
+    loop is then moved inside the reduction and unrolled: each input element is loaded,
+    unpacked and padding-checked once for the G channels.
     unroll_channels: when the innermost reduction runs over packed channels, unroll it by
     this many (a multiple of every packing factor), so every element is extracted with
     constant shifts and each byte is loaded once; 0 leaves the loop alone.
     """
     te, s_tir = ta.te(), ta.s_tir()
     sch = s_tir.Schedule(te.create_prim_func(tensors))
-    if reduces:
-        acc = sch.get_sblock("acc")
-        y_loops = sch.get_loops(sch.get_sblock("y"))
-        sch.compute_at(acc, y_loops[-1])
-        # under the byte loop: one channel loop if a byte holds several outputs, then the
-        # reduction loops (TVM drops loops of extent 1, so some may be gone)
-        under = sch.get_loops(acc)[len(y_loops):]
-        first_reduce = 1 if out_bits < 8 else 0
-        if len(under) > first_reduce:
-            sch.decompose_reduction(acc, under[first_reduce])
-            if unroll_channels > 1:
-                inner = sch.get_loops(sch.get_sblock("acc_update"))[-1]
-                sch.unroll(sch.split(inner, [None, unroll_channels])[1])
+    if not reduces:
+        return sch.mod["main"]
+    acc = sch.get_sblock("acc")
+    y_loops = sch.get_loops(sch.get_sblock("y"))
+    per = 8 // out_bits
+    at = y_loops[-1]
+    if channel_block:
+        at = sch.split(at, [None, channel_block // per])[0]
+    sch.compute_at(acc, at)
+    # under `at`: a channel loop if the accumulators hold several channels, then the
+    # reduction loops (TVM drops loops of extent 1, so some may be gone)
+    under = sch.get_loops(acc)[len(y_loops):]
+    n_channel = 1 if (channel_block or per > 1) else 0
+    if len(under) > n_channel:
+        if channel_block:
+            sch.reorder(*under[1:], under[0])
+            under = under[1:] + under[:1]
+            sch.decompose_reduction(acc, under[0])
+            sch.unroll(sch.get_loops(sch.get_sblock("acc_update"))[-1])
+        else:
+            sch.decompose_reduction(acc, under[n_channel])
+        if unroll_channels > 1:
+            inner = sch.get_loops(sch.get_sblock("acc_update"))[-1 - bool(channel_block)]
+            sch.unroll(sch.split(inner, [None, unroll_channels])[1])
     return sch.mod["main"]
 
 

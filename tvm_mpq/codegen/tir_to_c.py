@@ -52,12 +52,14 @@ def _unpacked_api():
     return unpacked_api
 
 
-def lower_to_tvm_c(func, name: str) -> str:
-    """Steps 1-5 of the recipe: TVM's C source for `func` under the symbol `name`."""
+def lower_to_tvm_c(func, name: str, config: dict | None = None) -> str:
+    """Steps 1-5 of the recipe: TVM's C source for `func` under the symbol `name`.
+
+    config: extra PassContext options (e.g. {"s_tir.LoopPartition": {...}})."""
     tvm, tirx, s_tir = ta.tvm(), ta.tirx(), ta.s_tir()
     target = ta.c_target()
     mod = tvm.IRModule({name: func.with_attr("global_symbol", name)})
-    with tvm.transform.PassContext(opt_level=3, disabled_pass=_DISABLED):
+    with tvm.transform.PassContext(opt_level=3, disabled_pass=_DISABLED, config=config or {}):
         mod = tirx.transform.BindTarget(target)(mod)
         mod = s_tir.pipeline.default_s_tir_pipeline()[0](mod)
         mod = _unpacked_api()(mod)
@@ -101,6 +103,6 @@ def _strip_const(params: str) -> list[str]:
     return out
 
 
-def lower_to_c(func, name: str, prototype: str, banner: str) -> str:
+def lower_to_c(func, name: str, prototype: str, banner: str, config: dict | None = None) -> str:
     """The whole recipe: scheduled PrimFunc -> standalone C source of one kernel."""
-    return standalone_c(lower_to_tvm_c(func, name), name, prototype, banner)
+    return standalone_c(lower_to_tvm_c(func, name, config), name, prototype, banner)

@@ -105,6 +105,6 @@ def build_and_report(outdir: Path, board: str, meta: dict, profile: bool = False
              meta["memory"]["arena_bytes"], b.get("ram_bytes") or "-"]]
     table = format_table(["memory", "firmware (size)", "plan model", "generated model",
                           "budget"], rows, align="lrrrr")
-    return (f"built {exe}\n{table}\n(firmware RAM includes the I/O buffers and the "
-            f"{mem.get('reserved_bytes', 0):,} B stack+heap reserve; 'generated model' is the "
+    return (f"built {exe}\n{table}\n(firmware RAM = the arena + the "
+            f"{mem.get('reserved_bytes', 0):,} B stack+heap reserve + runtime data; 'generated model' is the "
             "const data and the static arena)")
