@@ -16,6 +16,8 @@ clips then reflect noise, not data, and accuracy is meaningless.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
@@ -25,7 +27,10 @@ from .torch_model import ConvLayer, LinearLayer, PoolLayer, TorchNet
 
 DEFAULT_PERCENTILE = 99.99
 MAX_SAMPLES = 4096
+MIN_SAMPLES = 16
+MAX_ACT_ELEMENTS = 1 << 25          # ~128 MB per float32 activation tensor of the batch
 _MAX_PERCENTILE_VALUES = 1 << 24
+log = logging.getLogger("tvm_mpq")
 
 
 def synthetic_inputs(net: TorchNet, n: int, seed: int = 0) -> np.ndarray:
@@ -33,6 +38,17 @@ def synthetic_inputs(net: TorchNet, n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     p = rng.integers(0, 256, size=(n, *net.input_shape))
     return ((p.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
+
+
+@torch.no_grad()
+def _largest_activation(net: TorchNet) -> int:
+    """Elements of the largest activation tensor of one sample (call in eval mode)."""
+    h, most = torch.zeros(1, *net.input_shape), 1
+    for m in net.layers:
+        h = m.preact(h.flatten(1) if isinstance(m, LinearLayer) else h) \
+            if not isinstance(m, PoolLayer) else m(h)
+        most = max(most, h.numel())
+    return most
 
 
 def _percentile(y: torch.Tensor, pct: float, seed: int = 0) -> float:
@@ -59,14 +75,17 @@ def calibrate(net: TorchNet, x: np.ndarray | torch.Tensor, percentile: float = D
                          f"[N, {', '.join(map(str, net.input_shape))}]")
     if len(x) == 0:
         raise InputError("no calibration samples")
-    if len(x) > MAX_SAMPLES:
-        x = x[:MAX_SAMPLES]
     if not 0.0 < percentile <= 100.0:
         raise InputError(f"percentile {percentile} must be in (0, 100]")
     was_training = net.training
     net.eval()
     clips: dict[str, float] = {}
     try:
+        n_max = min(MAX_SAMPLES, max(MIN_SAMPLES, MAX_ACT_ELEMENTS // _largest_activation(net)))
+        if len(x) > n_max:
+            log.info(f"calibrating on the first {n_max} of {len(x)} samples (memory bound: "
+                     "the whole batch runs layer by layer)")
+            x = x[:n_max]
         h = net.iq(x) if net.iq is not None else x
         for m in net.layers:
             if isinstance(m, PoolLayer):
