@@ -15,10 +15,16 @@ from .torch_model import TorchNet, from_onnx, to_float_onnx
 from .train import ImageData
 
 
-def load_net_and_plan(model: onnx.ModelProto, graph, plan_path: str) -> tuple[TorchNet, dict]:
-    """The float PyTorch twin of `model` and the plan, checked against each other."""
+def load_net_and_plan(model: onnx.ModelProto, graph, plan: str | dict) -> tuple[TorchNet, dict]:
+    """The float PyTorch twin of `model` and the plan (a file path or a plan dict), checked
+    against each other."""
     net = from_onnx(model)
-    plan = read_plan(plan_path, graph)
+    if isinstance(plan, dict):
+        from ..memory.plan import plan_from_json
+
+        plan = plan_from_json(plan, graph).to_json()
+    else:
+        plan = read_plan(plan, graph)
     layer_configs(plan, net)            # PlanError on any mismatch, before any work
     return net, plan
 
