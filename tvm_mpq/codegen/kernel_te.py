@@ -48,11 +48,17 @@ def load(buf, prefix: tuple, ch, bits: int, signed: bool, offset=None):
 
 
 def requantize(acc, m0, n0, z_out: int, q_min: int, q_max: int):
-    """ICN (reference.icn): s = 31 - n0; y = (acc * m0 + 2^(s-1)) >> s; clamp(y + z_out)."""
+    """ICN (reference.icn): s = 31 - n0; y = (acc * m0 + 2^(s-1)) >> s; clamp(y + z_out).
+
+    `acc` is the int32 accumulator with the bias added (the golden model keeps that sum
+    in int32). Computed as ((acc * m0 >> (s - 1)) + 1) >> 1, which equals the rounding
+    above for every integer (floor semantics) and needs one variable 64-bit shift.
+    """
     tirx = ta.tirx()
-    s = tirx.const(31, "int64") - n0.astype("int64")
-    y = (acc.astype("int64") * m0.astype("int64") + (tirx.const(1, "int64") << (s - 1))) >> s
-    y = y + tirx.const(z_out, "int64")
+    one = tirx.const(1, "int64")
+    q = (acc.astype("int64") * m0.astype("int64")) >> (tirx.const(30, "int64")
+                                                      - n0.astype("int64"))
+    y = ((q + one) >> one) + tirx.const(z_out, "int64")
     y = tirx.max(tirx.min(y, tirx.const(q_max, "int64")), tirx.const(q_min, "int64"))
     return y.astype("int32")
 
