@@ -69,7 +69,7 @@ def run(args) -> int:
     budget = budget_from_args(args)
     prep = prepare(model, args.model, budget, args.calib, args.num_samples)
     im = convert(prep.qdq, origin=args.model)
-    name = Path(args.model).stem if args.model.endswith(".onnx") else args.model
+    name = prep.graph.name or Path(args.model).stem
     gen = generate_model(im.mod, name, layer_info(prep.graph))
     extra = {"budget": None if budget is None else {
         "flash_bytes": budget.flash_bytes, "ram_bytes": budget.ram_bytes,
