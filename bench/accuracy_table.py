@@ -71,6 +71,9 @@ def main(argv=None) -> int:
     p.add_argument("--float-checkpoint", help="float ONNX to start from (skips float training)")
     p.add_argument("--save-float", help="write the trained float model here")
     p.add_argument("--qat-epochs", type=int, default=1)
+    p.add_argument("--qat-init", choices=["pact6", "calibrate"], default="pact6",
+                   help="initial PACT clips for QAT: 6.0 (the method) or calibrated")
+    p.add_argument("--only", help="comma-separated scheme names (prefixes) to run")
     p.add_argument("--limit-train", type=int, default=None, help="float training images")
     p.add_argument("--qat-limit-train", type=int, default=None, help="QAT training images")
     p.add_argument("--limit-test", type=int, default=None)
@@ -94,6 +97,9 @@ def main(argv=None) -> int:
     calib_x = train.inputs(np.arange(min(args.calib_samples, len(train)))).numpy()
     work = Path(tempfile.mkdtemp(prefix="mpq_bench_"))
     plans = variants(graph, args.flash, args.ram)
+    if args.only:
+        keep = [k.strip() for k in args.only.split(",")]
+        plans = [(n, pl) for n, pl in plans if any(n.startswith(k) for k in keep)]
 
     # float model
     t0 = time.time()
@@ -105,7 +111,8 @@ def main(argv=None) -> int:
                           float_lr=args.float_lr,
                           threads=args.threads, limit_train=args.limit_train,
                           progress=sys.stderr.isatty())
-        res = run_training(net, plans[0][1], train, test, cfg, work / "float", resume=False)
+        res = run_training(net, make_plan(graph, "mixpl"), train, test, cfg, work / "float",
+                           resume=False)
         float_acc = res.float_acc
     if args.save_float:
         write_float(net, args.save_float)
@@ -121,6 +128,7 @@ def main(argv=None) -> int:
         qat = None
         if args.qat_epochs > 0:
             cfg = TrainConfig(epochs=args.qat_epochs, float_epochs=0, seed=args.seed,
+                              qat_init=args.qat_init,
                               threads=args.threads, limit_train=args.qat_limit_train,
                               progress=sys.stderr.isatty())
             res = run_training(copy.deepcopy(net), plan, qat_train, test, cfg,
@@ -135,7 +143,8 @@ def main(argv=None) -> int:
 
     print(f"{args.model} on Fashion-MNIST ({len(test)} test images); float: "
           f"{'checkpoint' if args.float_checkpoint else f'{args.float_epochs} epochs'} on "
-          f"{len(train)} images; QAT: {args.qat_epochs} epoch(s) on {len(qat_train)} images; "
+          f"{len(train)} images; QAT: {args.qat_epochs} epoch(s) on {len(qat_train)} images "
+          f"(PACT init {args.qat_init}); "
           f"allocator budgets FLASH {args.flash:,} B, RAM {args.ram:,} B")
     print(format_table(["scheme", "tensors below 8 bits", "FLASH B", "PTQ %", "QAT %", "s"],
                        rows, align="lllrrr"))

@@ -134,7 +134,7 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
     def job(epochs, ckpt, resume):
         net = from_onnx(model)
         cfg = TrainConfig(epochs=epochs, float_epochs=1, limit_train=192, threads=1,
-                          batch_size=64, progress=False)
+                          batch_size=64, progress=False, qat_init="calibrate")
         tr = ImageData(*train, net.input_shape, 192)
         te = ImageData(*test, net.input_shape, 128)
         return run_training(net, plan, tr, te, cfg, ckpt, resume=resume)
@@ -148,3 +148,4 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert full.qat_acc == resumed.qat_acc and full.float_acc == resumed.float_acc
     assert full.qnet.layer("block3.dw").bn_frozen and resumed.qnet.layer("block3.dw").bn_frozen
+    assert all(m.aq.a.item() != 6.0 for m in full.qnet.layers[:-2])     # calibrated clips

@@ -45,6 +45,9 @@ def register(sub) -> None:
     p.add_argument("--float-checkpoint", metavar="F.onnx",
                    help="start from the weights of this float ONNX model (same architecture)")
     p.add_argument("--save-float", metavar="F.onnx", help="also write the trained float model")
+    p.add_argument("--qat-init", choices=["pact6", "calibrate"], default="pact6",
+                   help="initial PACT clips: 6.0 as in the method (default), or calibrated "
+                   "on training images (better start for 2-bit activations)")
     p.add_argument("--limit-train", type=int, metavar="N", help="use the first N training images")
     p.add_argument("--limit-test", type=int, metavar="N", help="use the first N test images")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
@@ -95,7 +98,7 @@ def run(args) -> int:
     if args.float_lr <= 0:
         raise MpqError(f"--float-lr must be positive, got {args.float_lr}")
     cfg = TrainConfig(epochs=args.epochs, float_epochs=float_epochs, batch_size=args.batch_size,
-                      float_lr=args.float_lr,
+                      float_lr=args.float_lr, qat_init=args.qat_init,
                       seed=args.seed, limit_train=args.limit_train, limit_test=args.limit_test,
                       threads=args.threads,
                       progress=sys.stderr.isatty() and not getattr(args, "quiet", False))

@@ -58,6 +58,7 @@ class TrainConfig:
     limit_test: int | None = None
     threads: int = 1
     logit_calib_samples: int = 1024
+    qat_init: str = "pact6"        # "pact6": clips a = 6.0; "calibrate": PTQ calibration first
     progress: bool = True
 
 
@@ -154,7 +155,7 @@ def fingerprint(net: TorchNet, plan: dict, cfg: TrainConfig, extra: str = "") ->
     for t in net.state_dict().values():      # the starting weights
         h.update(t.detach().cpu().numpy().tobytes())
     keys = {k: v for k, v in asdict(cfg).items()
-            if k in ("batch_size", "float_lr", "qat_lr", "seed", "limit_train")}
+            if k in ("batch_size", "float_lr", "qat_lr", "seed", "limit_train", "qat_init")}
     h.update(json.dumps([net.name, plan, keys, extra], sort_keys=True).encode())
     return h.hexdigest()[:16]
 
@@ -244,6 +245,10 @@ def run_training(net: TorchNet, plan: dict, train: ImageData, test: ImageData, c
         return TrainResult(net, qnet, float_acc, evaluate(qnet, test), history, resumed_from)
 
     # -- QAT phase
+    if cfg.qat_init == "calibrate":  # clips from data instead of 6.0 (helps 2-bit activations)
+        calibrate(qnet, train.inputs(calib_idx))
+    elif cfg.qat_init != "pact6":
+        raise ValueError(f"qat_init {cfg.qat_init!r}")
     opt = torch.optim.Adam(param_groups(qnet, cfg.qat_lr))
     start = 0
     if state is not None and state["phase"] == "qat":
