@@ -1,16 +1,18 @@
 """TE definitions and schedules of the packed integer kernels: one PrimFunc per kernel.
 
 Every kernel reads and writes packed `uint8` buffers (layouts in `kernels.py`): inputs and
-weights are unpacked inside the TIR with shifts and masks (sign-extended by xor/subtract
+weights are unpacked inside the TIR with shifts and masks (sign-extended by a shift pair
 when signed), and each output byte is assembled from its elements in one expression,
 tails of rows zero-filled. Arithmetic is that of `tvm_mpq.reference.ops`: int32
 accumulation with zero points, ICN requantization in int64 (`reference.icn`).
 
-Schedule (s_tir.Schedule): the int32 accumulator block is computed at the innermost loop
-of the output (one output byte), so it holds at most 8/out_bits values on the stack, and
-its initialization is hoisted out of the reduction (decompose_reduction). No kernel keeps
-a full-size intermediate buffer. Channel counts that do not fill the last output byte
-compute up to 8/out_bits - 1 redundant accumulators there (see `_acc_channels`).
+Schedule (s_tir.Schedule), see `_scheduled`: the int32 accumulator block is computed
+under the output loops for one output byte (conv, pointwise, linear, pool) or one block
+of 4 channels (depthwise), so at most 4 accumulators live on the stack; their
+initialization is hoisted out of the reduction (decompose_reduction); packed channel
+reductions are unrolled so that unpacking uses constant shifts. No kernel keeps a
+full-size intermediate buffer. Channel counts that do not fill the last byte / block
+compute a few redundant accumulators there (see `_acc_channels`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ from functools import reduce
 from .. import tvm_adapter as ta
 from ..reference.packing import row_bytes
 
-
-CHANNEL_BLOCK = 4      # depthwise: output channels computed together (a multiple of 8/out_bits)
+CHANNEL_BLOCK = 4      # output channels computed together (a multiple of every 8/out_bits)
 
 
 def load(buf, prefix: tuple, ch, bits: int, signed: bool, offset=None):
@@ -141,8 +142,7 @@ def conv(spec):
         pre = (kh, kw) if depthwise else (o, kh, kw)
         return load(wt, pre, ci, spec.w_bits, spec.w_signed, wz[o].astype("int32"))
 
-    block = CHANNEL_BLOCK if depthwise else 0
-    n_acc, clamp = _acc_channels(cout, block or 8 // spec.out_bits)
+    n_acc, clamp = _acc_channels(cout, CHANNEL_BLOCK)
     if depthwise:
         acc = te.compute((ho, wo, n_acc), lambda i, j, o: te.sum(
             xin(i * s + rh, j * s + rw, clamp(o)) * weight(clamp(o), rh, rw, clamp(o)),
@@ -156,7 +156,7 @@ def conv(spec):
         acc[i, j, o] + bias[o], m0[o], n0[o], spec.z_out, spec.q_min, spec.q_max))
     unroll = 0 if depthwise else _channel_unroll(c, spec.in_bits, spec.w_bits)
     return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits, unroll_channels=unroll,
-                      channel_block=block)
+                      channel_block=CHANNEL_BLOCK)
 
 
 def linear(spec):
@@ -168,7 +168,7 @@ def linear(spec):
     wz, bias, m0, n0 = _channel_params(n)
     r = te.reduce_axis((0, kdim), "k")
     z_in = spec.z_in
-    n_acc, clamp = _acc_channels(n, 8 // spec.out_bits)
+    n_acc, clamp = _acc_channels(n, CHANNEL_BLOCK)
     acc = te.compute((n_acc,), lambda o: te.sum(
         (load(x, (), r, spec.in_bits, spec.in_signed) - z_in)
         * load(wt, (clamp(o),), r, spec.w_bits, spec.w_signed, wz[clamp(o)].astype("int32")),
@@ -176,7 +176,8 @@ def linear(spec):
     y = pack_rows((), n, spec.out_bits, lambda o: requantize(
         acc[o] + bias[o], m0[o], n0[o], spec.z_out, spec.q_min, spec.q_max))
     return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits,
-                      unroll_channels=_channel_unroll(kdim, spec.in_bits, spec.w_bits))
+                      unroll_channels=_channel_unroll(kdim, spec.in_bits, spec.w_bits),
+                      channel_block=CHANNEL_BLOCK)
 
 
 def avg_pool(spec):
@@ -189,13 +190,13 @@ def avg_pool(spec):
     m0 = te.placeholder((1,), "int32", "m0")
     n0 = te.placeholder((1,), "int8", "n0")
     rh, rw = te.reduce_axis((0, k), "kh"), te.reduce_axis((0, k), "kw")
-    n_acc, clamp = _acc_channels(c, 8 // spec.out_bits)
+    n_acc, clamp = _acc_channels(c, CHANNEL_BLOCK)
     acc = te.compute((ho, wo, n_acc), lambda i, j, ch: te.sum(
         load(x, (i * s + rh, j * s + rw), clamp(ch), spec.in_bits, spec.in_signed)
         - spec.z_in, axis=[rh, rw]), name="acc")
     y = pack_rows((ho, wo), c, spec.out_bits, lambda i, j, ch: requantize(
         acc[i, j, ch], m0[0], n0[0], spec.z_out, spec.q_min, spec.q_max))
-    return _scheduled([x, m0, n0, y], spec.out_bits)
+    return _scheduled([x, m0, n0, y], spec.out_bits, channel_block=CHANNEL_BLOCK)
 
 
 def add(spec):
