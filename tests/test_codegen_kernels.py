@@ -98,10 +98,9 @@ class Case:
     def __init__(self, spec: KernelSpec, args: list[bytes], want: np.ndarray):
         self.spec, self.args, self.want = spec, args, want
         self.kernel = generate_kernel(spec)
-        # scratch stays on the stack and small: the accumulators of one output byte or
-        # one channel block (at most 4 int32)
+        # scratch stays on the stack and small: the accumulators of one channel block
         arrays = [int(n) for n in re.findall(r"\b\w+\[(\d+)\];", self.kernel.c_source)]
-        assert max(arrays, default=0) <= 4, (self.kernel.name, arrays)
+        assert max(arrays, default=0) <= 8, (self.kernel.name, arrays)
 
     def check(self, lib):
         s = self.spec
@@ -254,7 +253,7 @@ def test_large_odd_channel_counts_keep_scratch_small(builder):
              conv_case(821, "pointwise", 2, 4, 2, True, h=1, c=3, cout=1001),
              linear_case(822, 8, 2, 4, kdim=5, n=1001),
              pool_case(823, 8, 2, h=2, c=1023, kernel=2)]
-    _run_all(builder, cases)          # Case asserts the stack arrays hold <= 4 int32
+    _run_all(builder, cases)          # Case asserts the stack arrays hold <= 8 int32
 
 
 def test_linear_all_bit_combos_signed_int8_logits(builder):

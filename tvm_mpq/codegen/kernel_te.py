@@ -7,8 +7,8 @@ tails of rows zero-filled. Arithmetic is that of `tvm_mpq.reference.ops`: int32
 accumulation with zero points, ICN requantization in int64 (`reference.icn`).
 
 Schedule (s_tir.Schedule), see `_scheduled`: the int32 accumulator block is computed
-under the output loops for one output byte (conv, pointwise, linear, pool) or one block
-of 4 channels (depthwise), so at most 4 accumulators live on the stack; their
+under the output loops for a block of 4 output channels (conv, pointwise, linear) or 8
+(depthwise, pool), so at most 8 int32 accumulators live on the stack; their
 initialization is hoisted out of the reduction (decompose_reduction); packed channel
 reductions are unrolled so that unpacking uses constant shifts. No kernel keeps a
 full-size intermediate buffer. Channel counts that do not fill the last byte / block
@@ -22,7 +22,10 @@ from functools import reduce
 from .. import tvm_adapter as ta
 from ..reference.packing import row_bytes
 
-CHANNEL_BLOCK = 4      # output channels computed together (a multiple of every 8/out_bits)
+# output channels computed together (multiples of every 8/out_bits); measured on QEMU M7:
+# 4 suits the channel reductions (more accumulators spill), 8 the window-only ones
+CHANNEL_BLOCK = 4
+WINDOW_CHANNEL_BLOCK = 8
 
 
 def load(buf, prefix: tuple, ch, bits: int, signed: bool, offset=None):
@@ -142,7 +145,8 @@ def conv(spec):
         pre = (kh, kw) if depthwise else (o, kh, kw)
         return load(wt, pre, ci, spec.w_bits, spec.w_signed, wz[o].astype("int32"))
 
-    n_acc, clamp = _acc_channels(cout, CHANNEL_BLOCK)
+    block = WINDOW_CHANNEL_BLOCK if depthwise else CHANNEL_BLOCK
+    n_acc, clamp = _acc_channels(cout, block)
     if depthwise:
         acc = te.compute((ho, wo, n_acc), lambda i, j, o: te.sum(
             xin(i * s + rh, j * s + rw, clamp(o)) * weight(clamp(o), rh, rw, clamp(o)),
@@ -156,7 +160,7 @@ def conv(spec):
         acc[i, j, o] + bias[o], m0[o], n0[o], spec.z_out, spec.q_min, spec.q_max))
     unroll = 0 if depthwise else _channel_unroll(c, spec.in_bits, spec.w_bits)
     return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits, unroll_channels=unroll,
-                      channel_block=CHANNEL_BLOCK)
+                      channel_block=block)
 
 
 def linear(spec):
@@ -190,13 +194,13 @@ def avg_pool(spec):
     m0 = te.placeholder((1,), "int32", "m0")
     n0 = te.placeholder((1,), "int8", "n0")
     rh, rw = te.reduce_axis((0, k), "kh"), te.reduce_axis((0, k), "kw")
-    n_acc, clamp = _acc_channels(c, CHANNEL_BLOCK)
+    n_acc, clamp = _acc_channels(c, WINDOW_CHANNEL_BLOCK)
     acc = te.compute((ho, wo, n_acc), lambda i, j, ch: te.sum(
         load(x, (i * s + rh, j * s + rw), clamp(ch), spec.in_bits, spec.in_signed)
         - spec.z_in, axis=[rh, rw]), name="acc")
     y = pack_rows((ho, wo), c, spec.out_bits, lambda i, j, ch: requantize(
         acc[i, j, ch], m0[0], n0[0], spec.z_out, spec.q_min, spec.q_max))
-    return _scheduled([x, m0, n0, y], spec.out_bits, channel_block=CHANNEL_BLOCK)
+    return _scheduled([x, m0, n0, y], spec.out_bits, channel_block=WINDOW_CHANNEL_BLOCK)
 
 
 def add(spec):

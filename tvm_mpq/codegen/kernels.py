@@ -26,7 +26,7 @@ high bits of the last byte are zero):
   are constants in the C.
 
 C ABI (every kernel returns 0; no scratch, no globals, no TVM runtime; stack use is a few
-scalars and at most 4 int32 accumulators):
+scalars and at most 8 int32 accumulators):
     int32_t mpq_<kind>_<in>_<out>_w<w>_<suffix>(const uint8_t *x, const uint8_t *w,
         const int16_t *w_zero, const int32_t *bias, const int32_t *m0, const int8_t *n0,
         uint8_t *y);                                 kind: conv2d, pointwise, depthwise, linear
