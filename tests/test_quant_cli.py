@@ -119,8 +119,8 @@ def test_train_cli_checkpoint_and_resume(plans, tmp_path):
     assert_user_error(p, "checkpoint", "--no-resume")
     # start from the saved float model, calibration only (no QAT epochs)
     p = run_cli("train", MODEL, "--plan", plans["mixpl"], "-o", tmp_path / "ptq.onnx",
-                "--float-checkpoint", flt, "--epochs", 0, "--limit-train", 256,
-                "--limit-test", 256)
+                "--float-checkpoint", flt, "--epochs", 0, "--limit-train", 128,
+                "--limit-test", 64)
     assert p.returncode == 0, p.stderr
     assert "0 float + 0 QAT epochs" in p.stderr and "calibrated accuracy" in p.stdout
 

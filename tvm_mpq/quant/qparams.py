@@ -80,7 +80,7 @@ def _np(t) -> np.ndarray:
 
 def layer_qparams(net) -> list[LayerQParams]:
     """The integer parameters of a configured `TorchNet` (fake_quant.configure)."""
-    from .torch_model import ConvLayer, PoolLayer   # torch only here: reading needs none
+    from .torch_model import ConvLayer, PoolLayer  # torch only here: reading needs none
 
     if not net.quantized:
         raise ValueError("the model has no quantizers (fake_quant.configure)")
