@@ -189,19 +189,22 @@ def pool_case(seed, in_bits, out_bits, *, h=5, c=9, kernel=5, stride=1, in_signe
     return Case(spec, [pack(x[0], in_bits).tobytes(), p["m0"][1], p["n0"][1]], want)
 
 
-def add_case(seed, a_bits, b_bits, out_bits, *, shape=(1, 4, 3, 7), shift=16, signed=False):
+def add_case(seed, a_bits, b_bits, out_bits, *, shape=(1, 4, 3, 7), shift=16, signed=False,
+             b_signed=None):
     rng = np.random.default_rng(seed)
+    b_signed = signed if b_signed is None else b_signed
     q_min, q_max = _range(out_bits, signed)
-    z_a, z_b = int(_ints(rng, a_bits, signed, ())), int(_ints(rng, b_bits, signed, ()))
+    z_a, z_b = int(_ints(rng, a_bits, signed, ())), int(_ints(rng, b_bits, b_signed, ()))
     scale = (1 << out_bits) / (1 << max(a_bits, b_bits))
     k_a = int(rng.uniform(0.3, 1.0) * scale * (1 << shift))
     k_b = int(rng.uniform(0.3, 1.0) * scale * (1 << shift))
     spec = KernelSpec("add", shape, shape, in_bits=a_bits, b_bits=b_bits, out_bits=out_bits,
-                      in_signed=signed, out_signed=signed, z_a=z_a, z_b=z_b, k_a=k_a, k_b=k_b,
+                      in_signed=signed, b_signed=b_signed, out_signed=signed, z_a=z_a, z_b=z_b,
+                      k_a=k_a, k_b=k_b,
                       shift=shift, z_out=int(q_min + 1), q_min=q_min, q_max=q_max,
                       suffix=f"t{seed}")
     a = _ints(rng, a_bits, signed, shape)
-    b = _ints(rng, b_bits, signed, shape)
+    b = _ints(rng, b_bits, b_signed, shape)
     want = ops.add(a, b, z_a, z_b, k_a, k_b, shift, q_min + 1, q_min, q_max)
     return Case(spec, [pack(a[0], a_bits).tobytes(), pack(b[0], b_bits).tobytes()], want)
 
@@ -277,7 +280,9 @@ def test_add_all_bit_combos(builder):
     cases = [add_case(500 + i, ab, ab, ob, signed=i % 4 == 3)
              for i, (ab, ob) in enumerate(itertools.product(BITS, BITS))]
     cases += [add_case(550, 8, 2, 4), add_case(551, 2, 4, 8, shape=(1, 11)),
-              add_case(552, 8, 8, 8, shift=40)]      # int64 arithmetic path
+              add_case(552, 8, 8, 8, shift=40),      # int64 arithmetic path
+              add_case(553, 4, 8, 4, b_signed=True), add_case(554, 2, 4, 8, signed=True,
+                                                              b_signed=False)]
     _run_all(builder, cases)
 
 
@@ -390,27 +395,59 @@ def test_spec_errors():
         KernelSpec("linear", (1, 4), (1, 2), out_bits=4, q_min=0, q_max=16)
 
 
-def test_from_relax_call(builder):
+def _relax_call(op, inputs, consts, attrs):
+    """The bound call of `op` in main(inputs) (normalized: its type is known)."""
     from tvm_mpq import tvm_adapter as ta
     from tvm_mpq.passes.ops import make_call
 
     relax = ta.relax()
     bb = relax.BlockBuilder()
-    x = relax.Var("x", ta.tensor_type((1, 6, 6, 5), "uint8"))
-    w = np.ones((3, 3, 3, 5), np.int8)
-    consts = [w, np.zeros(3, np.int32), np.zeros(3, np.int32), np.full(3, 1 << 30, np.int32),
-              np.full(3, -2, np.int32)]
+    params = [relax.Var(f"x{i}", ta.tensor_type(shape, dt)) for i, (shape, dt) in
+              enumerate(inputs)]
+    with bb.function("main", params):
+        with bb.dataflow():
+            y = bb.emit(make_call(op, params + [ta.const(c) for c in consts], attrs))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    return next(v for _, v in ta.function_bindings(bb.get()["main"]) if ta.is_call(v))
+
+
+def test_from_relax_call():
+    consts = [np.ones((3, 3, 3, 5), np.int8), np.zeros(3, np.int32), np.zeros(3, np.int32),
+              np.full(3, 1 << 30, np.int32), np.full(3, -2, np.int32)]
     attrs = {"stride": 2, "pad": 1, "depthwise": 0, "z_in": 1, "z_out": -3, "q_min": -8,
              "q_max": 7, "in_bits": 4, "out_bits": 4, "w_bits": 2, "w_signed": 1,
              "name": "conv/1", "kind": "conv"}
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            y = bb.emit(make_call("mpq.conv2d_icn", [x] + [ta.const(c) for c in consts], attrs))
-            out = bb.emit_output(y)
-        bb.emit_func_output(out)
-    call = next(v for _, v in ta.function_bindings(bb.get()["main"]) if ta.is_call(v))
-    spec = KernelSpec.from_relax_call(call)
+    spec = KernelSpec.from_relax_call(_relax_call("mpq.conv2d_icn", [((1, 6, 6, 5), "uint8")],
+                                                  consts, attrs))
     assert spec == KernelSpec("conv", (1, 6, 6, 5), (1, 3, 3, 3), kernel=3, stride=2, pad=1,
                               in_bits=4, out_bits=4, w_bits=2, w_signed=True, out_signed=True,
                               z_in=1, z_out=-3, q_min=-8, q_max=7, suffix="conv/1")
     assert spec.name == "mpq_conv2d_u4_s4_ws2_conv_1"
+
+    consts = [np.ones((10, 16), np.uint8), np.zeros(10, np.int32), np.zeros(10, np.int32),
+              np.full(10, 1 << 30, np.int32), np.full(10, -2, np.int32)]
+    attrs = {"z_in": -2, "z_out": 0, "q_min": -128, "q_max": 127, "in_bits": 8, "out_bits": 8,
+             "w_bits": 4, "w_signed": 0, "name": "fc", "kind": "linear"}
+    spec = KernelSpec.from_relax_call(_relax_call("mpq.linear_icn", [((1, 16), "int8")],
+                                                  consts, attrs))
+    assert (spec.kind, spec.in_signed, spec.out_signed, spec.w_bits, spec.out_shape) == \
+        ("linear", True, True, 4, (1, 10))
+    assert spec.name == "mpq_linear_s8_s8_w4_fc"
+
+    attrs = {"kernel": 4, "stride": 1, "z_in": 0, "z_out": 0, "q_min": 0, "q_max": 3,
+             "in_bits": 4, "out_bits": 2, "name": "gap", "kind": "pool"}
+    spec = KernelSpec.from_relax_call(_relax_call(
+        "mpq.avg_pool_icn", [((1, 4, 4, 9), "uint8")],
+        [np.array([1 << 30], np.int32), np.array([-3], np.int32)], attrs))
+    assert (spec.kind, spec.kernel, spec.out_shape, spec.name) == \
+        ("avg_pool", 4, (1, 1, 1, 9), "mpq_avg_pool_u4_u2_gap")
+
+    attrs = {"z_a": 1, "z_b": 0, "k_a": 3, "k_b": 5, "shift": 3, "z_out": 0, "q_min": 0,
+             "q_max": 15, "in_bits": 8, "a_bits": 4, "b_bits": 8, "out_bits": 4, "name": "res",
+             "kind": "add"}
+    spec = KernelSpec.from_relax_call(_relax_call(
+        "mpq.add_icn", [((1, 2, 2, 3), "uint8"), ((1, 2, 2, 3), "int8")], [], attrs))
+    assert (spec.in_bits, spec.in_signed, spec.b_bits, spec.b_signed, spec.k_b, spec.shift) == \
+        (4, False, 8, True, 5, 3)
+    assert spec.name == "mpq_add_u4_u4_res"

@@ -34,7 +34,13 @@ scalars and at most 8 int32 accumulators):
         const int8_t *n0, uint8_t *y);
     int32_t mpq_add_<a>_<out>_<suffix>(const uint8_t *a, const uint8_t *b, uint8_t *y);
 <in>/<out> read u8, s8, u4, s4, u2, s2 (signedness, bits); w<w> is w8/w4/w2 for unsigned and
-ws8/ws4/ws2 for two's-complement weights. `y` must not alias inputs.
+ws8/ws4/ws2 for two's-complement weights; <suffix> is `spec.suffix` made a C identifier, or
+8 hex digits of the spec's hash when empty (identical layers then share one kernel).
+`y` must not alias an input. The add's inputs may differ in bits and sign (`in_bits`,
+`in_signed` for a; `b_bits`, `b_signed` for b); `from_relax_call` reads them from the
+call's `a_bits` / `b_bits` attributes when present (else `in_bits` for both) and from the
+argument dtypes. The C assumes an arithmetic right shift of negative integers (gcc,
+clang and armcc all do; C99 leaves it implementation-defined).
 """
 
 from __future__ import annotations
