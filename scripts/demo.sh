@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/tvm-mpq inspect mobilenet_v1_0.25_32 "$@"
+exec .venv/bin/tvm-mpq demo "$@"
