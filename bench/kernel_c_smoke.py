@@ -39,7 +39,7 @@ LAYERS = {
     "L7": ("linear", 1, 1024, 1000, 1, 1, 0),
 }
 ARM = ["arm-none-eabi-gcc", "-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard",
-       "-mfpu=fpv5-d16", "-O2", "-std=c99", "-Wall", "-c"]
+       "-mfpu=fpv5-d16", "-O2", "-std=c99", "-Wall", "-fstack-usage", "-c"]
 
 
 def make_layer(lid: str, bits: tuple[int, int, int], seed: int = 0):
@@ -147,8 +147,8 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="mpq-kernels-")) if not args.keep else args.keep
     tmp.mkdir(parents=True, exist_ok=True)
     print("| layer | bits i/o/w | kernel | gen s | C lines | host check | host ns/MAC "
-          "| ARM .text B | M7 insn/MAC |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| ARM .text B | ARM stack B | M7 insn/MAC |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     ok = True
     for bits in combos:
         for lid in layers:
@@ -164,13 +164,14 @@ def main(argv=None) -> int:
             got, secs = host_run(so, k.name, x, consts, packed_bytes(spec.out_shape,
                                                                       spec.out_bits))
             good = got == want
-            text = "-"
+            text = stack = "-"
             if arm:
                 obj = tmp / f"{k.name}.o"
                 subprocess.run(ARM + [str(src), "-o", str(obj)], check=True)
                 size = subprocess.run(["arm-none-eabi-size", str(obj)], capture_output=True,
                                       text=True, check=True).stdout.splitlines()[1].split()
                 text = size[0]
+                stack = obj.with_suffix(".su").read_text().split()[-2]
             insn = "-"
             if args.qemu:
                 n, qok = qemu_count(tmp, k, x, consts, want)
@@ -179,7 +180,7 @@ def main(argv=None) -> int:
             ok = ok and good
             print(f"| {lid} | {'/'.join(map(str, bits))} | {k.name} | {gen_s:.2f} | "
                   f"{k.c_source.count(chr(10))} | {'ok' if good else 'WRONG'} | "
-                  f"{secs * 1e9 / macs:.2f} | {text} | {insn} |", flush=True)
+                  f"{secs * 1e9 / macs:.2f} | {text} | {stack} | {insn} |", flush=True)
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if ok else 1
