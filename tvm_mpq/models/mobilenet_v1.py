@@ -42,7 +42,7 @@ class MobileNetV1Config:
 
     @property
     def name(self) -> str:
-        return f"mobilenet_v1_{self.width:g}_{self.resolution}"
+        return f"mobilenet_v1_{width_str(self.width)}_{self.resolution}"
 
     @property
     def small_input(self) -> bool:
@@ -51,6 +51,11 @@ class MobileNetV1Config:
     def channels(self, c: int) -> int:
         # TF-slim's depth multiplier: int(c * w), at least 8.
         return max(8, int(c * self.width))
+
+
+def width_str(width: float) -> str:
+    """TF-slim's spelling of a width multiplier: 0.25, 0.5, 0.75, 1.0."""
+    return "1.0" if width == 1.0 else f"{width:g}"
 
 
 def _he(rng: np.random.Generator, shape, fan_in: int) -> np.ndarray:

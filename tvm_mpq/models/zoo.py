@@ -7,7 +7,8 @@ import re
 import onnx
 
 from ..errors import ModelError
-from .mobilenet_v1 import IMAGENET_RESOLUTIONS, WIDTHS, MobileNetV1Config, build_mobilenet_v1
+from .mobilenet_v1 import (IMAGENET_RESOLUTIONS, WIDTHS, MobileNetV1Config, build_mobilenet_v1,
+                           width_str)
 
 _NAME = re.compile(r"^mobilenet_v1_(?P<w>[0-9.]+)_(?P<res>[0-9]+)$")
 SMALL_RESOLUTIONS = (28, 32)
@@ -15,8 +16,8 @@ SMALL_RESOLUTIONS = (28, 32)
 
 def zoo_names() -> list[str]:
     """The standard names (ImageNet sizes and the small-input variants)."""
-    names = [f"mobilenet_v1_{w:g}_{r}" for w in WIDTHS for r in IMAGENET_RESOLUTIONS]
-    names += [f"mobilenet_v1_{w:g}_{r}" for w in WIDTHS for r in SMALL_RESOLUTIONS]
+    names = [f"mobilenet_v1_{width_str(w)}_{r}" for w in WIDTHS for r in IMAGENET_RESOLUTIONS]
+    names += [f"mobilenet_v1_{width_str(w)}_{r}" for w in WIDTHS for r in SMALL_RESOLUTIONS]
     return names
 
 
