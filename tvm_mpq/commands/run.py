@@ -41,6 +41,9 @@ def run(args) -> int:
     path = Path(args.model)
     if path.is_dir():
         return _run_build(args, path)
+    if not path.exists():
+        raise MpqError(f"'{args.model}' not found (give a QDQ .onnx model or a build "
+                       "directory of tvm-mpq compile)")
     if not args.model.endswith(".onnx"):
         raise MpqError(f"'{args.model}' is neither a QDQ .onnx model nor a build directory")
     return _run_onnx(args)

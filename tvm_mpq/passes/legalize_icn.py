@@ -383,7 +383,8 @@ class _Legalizer:
         k_a, k_b = int(round(ra * (1 << shift))), int(round(rb * (1 << shift)))
         name = self._name("add", out.node)
         attrs = dict(z_a=a.zero, z_b=b.zero, k_a=k_a, k_b=k_b, shift=shift, z_out=out.zero,
-                     q_min=q_min, q_max=q_max, in_bits=max(a.bits, b.bits), out_bits=out.bits,
+                     q_min=q_min, q_max=q_max, in_bits=max(a.bits, b.bits), a_bits=a.bits,
+                     b_bits=b.bits, out_bits=out.bits,
                      name=name, kind="add", in_node=a.node, in_node_b=b.node,
                      out_node=out.node)
         self.layers.append(attrs)
