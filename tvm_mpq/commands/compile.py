@@ -74,6 +74,10 @@ def run(args) -> int:
     extra = {"budget": None if budget is None else {
         "flash_bytes": budget.flash_bytes, "ram_bytes": budget.ram_bytes,
         "scheme": budget.scheme}}
+    if prep.plan_json and budget is None and "flash_bytes" in prep.plan_json:
+        extra["budget"] = {"flash_bytes": prep.plan_json["flash_bytes"],
+                           "ram_bytes": prep.plan_json["ram_bytes"],
+                           "scheme": prep.plan_json.get("scheme")}
     if prep.plan_json:
         extra["plan_prediction"] = {"ro_bytes": prep.plan_json.get("ro_bytes"),
                                     "rw_bytes": prep.plan_json.get("rw_bytes")}
