@@ -137,6 +137,11 @@ def prepare_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, QdqInfo]:
                     arr = numpy_helper.to_array(inits[src])
                     if zp_t is not None:
                         zb, zs, _ = _bits_of(zp_t, node)
+                        if zp_t.data_type != inits[src].data_type:
+                            raise ModelError(
+                                f"node '{node.name}' (DequantizeLinear): zero point type "
+                                f"{TensorProto.DataType.Name(zp_t.data_type)} differs from the "
+                                f"tensor's {TensorProto.DataType.Name(inits[src].data_type)}")
                         zp = numpy_helper.to_array(zp_t).astype(np.int64)
                         _check_zp(zp, zb, zs, node)
                         if bits < 8:
