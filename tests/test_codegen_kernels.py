@@ -347,9 +347,10 @@ def _fields(spec):
 
 def test_abi_prototypes():
     specs = _one_of_each_kind()
-    w_args = ("(const uint8_t *x, const uint8_t *w, const int16_t *w_zero, const int32_t *bias, "
-              "const int32_t *m0, const int8_t *n0, uint8_t *y);")
     for spec in specs[:4]:
+        wz = "int8_t" if spec.w_signed else "uint8_t"
+        w_args = (f"(const uint8_t *x, const uint8_t *w, const {wz} *w_zero, const int32_t *bias, "
+                  "const int32_t *m0, const int8_t *n0, uint8_t *y);")
         assert generate_kernel(spec).prototype == f"int32_t {spec.name}{w_args}"
     assert generate_kernel(specs[4]).prototype == (
         f"int32_t {specs[4].name}(const uint8_t *x, const int32_t *m0, const int8_t *n0, "
@@ -378,7 +379,8 @@ def test_pack_params_layouts():
     p = pack_params(spec, w, np.arange(5), np.arange(5) - 2, np.full(5, 1 << 30), np.full(5, -3))
     want_w = pack(np.transpose(w[..., 0], (1, 2, 0)), 4).tobytes()       # (KH, KW, C)
     assert p["w"] == ("uint8_t", want_w)
-    assert p["w_zero"] == ("int16_t", np.arange(5, dtype="<i2").tobytes())
+    assert p["w_zero"] == (("int8_t", np.arange(5, dtype="i1").tobytes()) if spec.w_signed
+                           else ("uint8_t", np.arange(5, dtype="u1").tobytes()))
     assert p["bias"][0] == "int32_t" and p["n0"] == ("int8_t", np.full(5, -3, "i1").tobytes())
     with pytest.raises(ModelError, match="weights of shape"):
         pack_params(spec, np.zeros((5, 3, 3)), 0, 0, 0, 0)

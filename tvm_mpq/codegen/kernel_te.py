@@ -104,9 +104,11 @@ def _acc_channels(n: int, group: int):
     return n_acc, lambda o: tirx.min(o, n - 1)
 
 
-def _channel_params(n: int):
+def _channel_params(n: int, w_signed: bool):
+    """Per-output-channel constants; the weight zero point has the weights' own type
+    (int8 for two's-complement weights, uint8 for unsigned), as the FLASH model counts."""
     te = ta.te()
-    return (te.placeholder((n,), "int16", "w_zero"), te.placeholder((n,), "int32", "bias"),
+    return (te.placeholder((n,), "int8" if w_signed else "uint8", "w_zero"), te.placeholder((n,), "int32", "bias"),
             te.placeholder((n,), "int32", "m0"), te.placeholder((n,), "int8", "n0"))
 
 
@@ -137,7 +139,7 @@ def conv(spec):
     depthwise = spec.kind == "depthwise"
     w_shape = (k, k) if depthwise else (cout, k, k)
     wt = te.placeholder((*w_shape, row_bytes(c, spec.w_bits)), "uint8", "w")
-    wz, bias, m0, n0 = _channel_params(cout)
+    wz, bias, m0, n0 = _channel_params(cout, spec.w_signed)
     xin = _padded_input(x, spec, h, w, spec.in_bits, spec.in_signed)
     rh, rw = te.reduce_axis((0, k), "kh"), te.reduce_axis((0, k), "kw")
 
@@ -169,7 +171,7 @@ def linear(spec):
     kdim, n = spec.in_shape[-1], spec.out_shape[-1]
     x = te.placeholder((row_bytes(kdim, spec.in_bits),), "uint8", "x")
     wt = te.placeholder((n, row_bytes(kdim, spec.w_bits)), "uint8", "w")
-    wz, bias, m0, n0 = _channel_params(n)
+    wz, bias, m0, n0 = _channel_params(n, spec.w_signed)
     r = te.reduce_axis((0, kdim), "k")
     z_in = spec.z_in
     n_acc, clamp = _acc_channels(n, CHANNEL_BLOCK)

@@ -21,14 +21,14 @@ high bits of the last byte are zero):
   Weights are unsigned or two's complement (`w_signed`), with a zero point per output
   channel (`w_zero`; per-layer quantization repeats one value).
 - per-channel parameters: bias int32[Cout], m0 int32[Cout], n0 int8[Cout],
-  w_zero int16[Cout]; avg_pool: m0 int32[1], n0 int8[1].
+  w_zero int8[Cout] (signed weights) or uint8[Cout] (unsigned); avg_pool: m0 int32[1], n0 int8[1].
 - scalars (z_in, z_out, q_min, q_max, stride, pad, shapes, z_a, z_b, k_a, k_b, shift)
   are constants in the C.
 
 C ABI (every kernel returns 0; no scratch, no globals, no TVM runtime; stack use is a few
 scalars and at most 8 int32 accumulators):
     int32_t mpq_<kind>_<in>_<out>_w<w>_<suffix>(const uint8_t *x, const uint8_t *w,
-        const int16_t *w_zero, const int32_t *bias, const int32_t *m0, const int8_t *n0,
+        const int8_t|uint8_t *w_zero, const int32_t *bias, const int32_t *m0, const int8_t *n0,
         uint8_t *y);                                 kind: conv2d, pointwise, depthwise, linear
     int32_t mpq_avg_pool_<in>_<out>_<suffix>(const uint8_t *x, const int32_t *m0,
         const int8_t *n0, uint8_t *y);
@@ -61,6 +61,11 @@ KINDS = ("conv", "depthwise", "pointwise", "linear", "avg_pool", "add")
 _C_KIND = {"conv": "conv2d", "depthwise": "depthwise", "pointwise": "pointwise",
            "linear": "linear", "avg_pool": "avg_pool", "add": "add"}
 _WEIGHTED = ("conv", "depthwise", "pointwise", "linear")
+def _weighted_args(w_signed: bool) -> tuple:
+    wz = "const int8_t *w_zero" if w_signed else "const uint8_t *w_zero"
+    return tuple(wz if a.endswith("*w_zero") else a for a in _ARGS_WEIGHTED)
+
+
 _ARGS_WEIGHTED = ("const uint8_t *x", "const uint8_t *w", "const int16_t *w_zero",
                   "const int32_t *bias", "const int32_t *m0", "const int8_t *n0", "uint8_t *y")
 _ARGS = {"avg_pool": ("const uint8_t *x", "const int32_t *m0", "const int8_t *n0",
@@ -149,7 +154,7 @@ def generate_kernel(spec: KernelSpec) -> Kernel:
 def _generate(spec: KernelSpec) -> Kernel:
     func = kernel_te.BUILDERS[spec.kind](spec)
     name = spec.name
-    args = _ARGS.get(spec.kind, _ARGS_WEIGHTED)
+    args = _ARGS.get(spec.kind, _weighted_args(spec.w_signed))
     signature = f"int32_t {name}({', '.join(args)})"
     source = lower_to_c(func, name, signature, _banner(spec, name))
     return Kernel(name, source, 0, signature + ";")
@@ -216,7 +221,8 @@ def pack_params(spec: KernelSpec, w=None, w_zero=None, bias=None, m0=None,
     if w.size and (w.min() < lo or w.max() > hi):
         raise ModelError(f"kernel {spec.name}: weights outside [{lo}, {hi}]")
     return {"w": ("uint8_t", pack(w, spec.w_bits).tobytes()),
-            "w_zero": ("int16_t", _le(w_zero, "<i2", n_out, "w_zero")),
+            "w_zero": (("int8_t", _le(w_zero, "i1", n_out, "w_zero")) if spec.w_signed
+                       else ("uint8_t", _le(w_zero, "u1", n_out, "w_zero"))),
             "bias": ("int32_t", _le(bias, "<i4", n_out, "bias")),
             "m0": ("int32_t", _le(m0, "<i4", n_out, "m0")),
             "n0": ("int8_t", _le(n0, "i1", n_out, "n0"))}
