@@ -14,7 +14,7 @@ import sys
 from .errors import MpqError
 
 # verb -> module in tvm_mpq.commands; each has register(subparsers) and run(args).
-VERBS = ["demo", "zoo", "inspect", "plan", "quantize", "train", "compile", "run"]
+VERBS = ["demo", "zoo", "inspect", "plan", "quantize", "train", "compile", "run", "report"]
 
 
 class _Parser(argparse.ArgumentParser):

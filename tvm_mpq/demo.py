@@ -174,8 +174,14 @@ def run_demo(out_dir: str | Path = "build/demo", flash_bytes: int = DEFAULT_FLAS
                "model_flash_bytes": gen.const_bytes, "arena_bytes": gen.memory.arena_bytes,
                "firmware": mem, "emulator_equals_host": same_as_host,
                "instructions_per_inference": insn, "macs": macs,
-               "accuracy": {r[0]: r[1] for r in rows}}
+               "accuracy": {r[0]: r[1] for r in rows},
+               "report": str(out_dir / "report.html")}
     (out_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    from .evaluate import profile_layers
+    from .report.html import render_report
+
+    profile_layers(out_dir, xe[:1])
+    (out_dir / "report.html").write_text(render_report(out_dir))
     if not quiet:
         _print_summary(summary, rows, plan, big, gen, mem, insn, macs, same_as_host, n)
     return DemoResult(rows, summary)
@@ -211,3 +217,4 @@ def _print_summary(summary, rows, plan, big, gen, mem, insn, macs, same, n) -> N
           "(with runtime, newlib, stack and heap)")
     print(f"{insn:,.0f} executed instructions per inference for {macs:,} MACs "
           f"({insn / max(1, macs):.2f} per MAC; instructions, not cycles)")
+    print(f"report: {summary['report']}")

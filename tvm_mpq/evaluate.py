@@ -76,3 +76,25 @@ def fashion_mnist_inputs(meta: dict, limit: int | None = None, split: str = "tes
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     return quantize_images(meta, to_model_input(images, h, c)), labels
+
+
+def profile_layers(outdir: str | Path, x_nhwc: np.ndarray, *, timeout_s: float = 600) -> dict:
+    """Exact executed instructions per layer for one input on QEMU (a profiling build);
+    written to OUTDIR/profile.json for `tvm-mpq report`."""
+    from .codegen.project import read_metadata
+    from .fsutil import write_json_atomic
+    from .target import build_firmware, run_qemu
+
+    outdir = Path(outdir)
+    meta = read_metadata(outdir)
+    exe = build_firmware(outdir, "qemu_m7", outdir / "build" / "qemu_m7-profile", profile=True)
+    res = run_qemu(exe, pack_inputs(meta, x_nhwc[:1]), timeout_s=timeout_s,
+                   count_instructions=True)
+    rows = [{"index": r.layer, "name": r.name,
+             "instructions": int(r.instructions if r.instructions is not None
+                                 else r.counter * 40)} for r in res.profile]
+    prof = {"unit": "instructions", "total_instructions": int(sum(r["instructions"]
+                                                                  for r in rows)),
+            "layers": rows}
+    write_json_atomic(outdir / "profile.json", prof)
+    return prof

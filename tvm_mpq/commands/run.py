@@ -108,7 +108,7 @@ def _run_build(args, outdir: Path) -> int:
     _report(y, deq)
     rc = 0
     if profile:
-        _print_profile(res, meta)
+        _print_profile(res, meta, outdir)
     if args.check_host and board.name != "host":
         hexe = build_firmware(outdir, "host", outdir / "build" / "host")
         hres = run_host(hexe, x_bytes, timeout_s=args.timeout)
@@ -135,7 +135,7 @@ def _unpack_output(data: bytes, outp: dict, unpack) -> np.ndarray:
     return unpack(arr, outp["bits"], row, signed=outp["signed"]).reshape(outp["shape"])
 
 
-def _print_profile(res, meta) -> None:
+def _print_profile(res, meta, outdir: Path) -> None:
     macs = {layer["name"]: int(layer.get("macs", 0)) for layer in meta["layers"]}
     rows = []
     for r in res.profile:
@@ -143,6 +143,11 @@ def _print_profile(res, meta) -> None:
         ins = r.instructions if r.instructions is not None else r.counter * 40
         rows.append([r.layer, r.name, m, ins, round(ins / m, 2) if m else "-"])
     total = res.instructions_total or sum(r[3] for r in rows)
+    from ..fsutil import write_json_atomic
+
+    write_json_atomic(outdir / "profile.json", {
+        "unit": "instructions", "total_instructions": int(total),
+        "layers": [{"index": r[0], "name": r[1], "instructions": int(r[3])} for r in rows]})
     out(format_table(["#", "layer", "MACs", "instructions", "instr/MAC"], rows,
                      align="rlrrr"))
     all_macs = sum(macs.values())
