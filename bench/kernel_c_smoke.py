@@ -80,17 +80,19 @@ def make_layer(lid: str, bits: tuple[int, int, int], seed: int = 0):
     return spec, xp.tobytes(), consts, pack(want, ob).tobytes(), macs
 
 
-def host_run(so: Path, name: str, x: bytes, consts: dict, out_bytes: int, repeat: int = 3):
+def host_run(so: Path, name: str, x: bytes, consts: dict, out_bytes: int, repeat: int = 3,
+             scratch_bytes: int = 0):
     lib = ctypes.CDLL(str(so))
     fn = getattr(lib, name)
     fn.restype = ctypes.c_int32
     args = [ctypes.create_string_buffer(x, len(x))] + \
         [ctypes.create_string_buffer(d, len(d)) for _, d in consts.values()]
     out = ctypes.create_string_buffer(out_bytes)
+    extra = [(ctypes.c_uint64 * -(-scratch_bytes // 8))()] if scratch_bytes else []
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
-        rc = fn(*args, out)
+        rc = fn(*args, out, *extra)
         best = min(best, time.perf_counter() - t0)
     assert rc == 0
     return out.raw, best
@@ -120,7 +122,11 @@ def qemu_count(tmp: Path, kernel, x: bytes, consts: dict, want: bytes):
         "#endif\n#endif\n")
     (cg / f"{kernel.name}.c").write_text(kernel.c_source)
     arrays = [c_array(t, f"k_{n}", d) for n, (t, d) in consts.items()]
-    call_args = ", ".join(["input"] + [f"k_{n}" for n in consts] + ["output"])
+    call_args = ", ".join(["input"] + [f"k_{n}" for n in consts] + ["output"]
+                          + (["scratch"] if kernel.scratch_bytes else []))
+    if kernel.scratch_bytes:
+        arrays.append(f"static uint8_t scratch[{kernel.scratch_bytes}] "
+                      "__attribute__((aligned(8)));")
     (cg / "model.c").write_text(
         '#include "model.h"\n' + "\n".join(arrays) + "\n" + kernel.prototype + "\n"
         f'const char *const mpq_layer_names[MPQ_NUM_LAYERS] = {{"{kernel.name}"}};\n'
@@ -162,7 +168,8 @@ def main(argv=None) -> int:
             subprocess.run([gcc, "-std=c99", "-O2", "-Wall", "-Werror", "-shared", "-fPIC",
                             "-o", str(so), str(src)], check=True)
             got, secs = host_run(so, k.name, x, consts, packed_bytes(spec.out_shape,
-                                                                      spec.out_bits))
+                                                                      spec.out_bits),
+                                 scratch_bytes=k.scratch_bytes)
             good = got == want
             text = stack = "-"
             if arm:

@@ -105,6 +105,9 @@ def firmware(tmp_path_factory):
             arrays.append(_c_array(ctype, f"p{j}_{pname}", data))
             args.append(f"p{j}_{pname}")
         args.append(f"output + {offset}")
+        if k.scratch_bytes:                      # the fast kernels' im2col columns
+            arrays.append(f"static uint8_t s{j}[{k.scratch_bytes}] __attribute__((aligned(8)));")
+            args.append(f"s{j}")
         calls.append(f"    if ({k.name}({', '.join(args)}) != 0) return {j + 1};")
         nbytes = packed_bytes(spec.out_shape, spec.out_bits)
         expect.append((offset, nbytes, spec, y))

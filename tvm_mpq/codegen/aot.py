@@ -126,6 +126,11 @@ def generate_model(mod, model_name: str, layer_info: dict | None = None) -> Gene
         if var not in last_use:
             raise ModelError(f"layer '{lname}': its output is never used")
         buffers.append(Buffer(bname, size, i, last_use[var]))
+    # kernel scratch (the fast kernels' im2col columns): alive during its own step only
+    for i, (_, _, spec, lname) in enumerate(steps):
+        scratch = generate_kernel(spec).scratch_bytes
+        if scratch:
+            buffers.append(Buffer(f"s{i}_{lname}", scratch, i, i, kind="scratch"))
     memory = plan_memory(buffers)
 
     kernels = {}
@@ -164,6 +169,8 @@ def generate_model(mod, model_name: str, layer_info: dict | None = None) -> Gene
             arglist = acts + [y]
         else:
             arglist = acts[:1] + cargs + [y]
+        if k.scratch_bytes:
+            arglist.append(f"(mpq_arena + {memory.offset(f's{i}_{lname}')})")
         shape_in = "x".join(map(str, spec.in_shape[1:]))
         shape_out = "x".join(map(str, spec.out_shape[1:]))
         bits_label = f"in {spec.in_bits} out {spec.out_bits}" + (

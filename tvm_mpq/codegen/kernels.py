@@ -47,15 +47,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError
 from ..reference.packing import BITS, pack
-from . import kernel_te
+from . import kernel_dsp, kernel_te
 from .tir_to_c import lower_to_c
+
+DSP_HEADER = Path(__file__).parent / "include" / "mpq_dsp.h"
+# `TVM_MPQ_PLAIN_KERNELS=1` makes specs default to the plain kernels (bench before/after)
+PLAIN_ENV = "TVM_MPQ_PLAIN_KERNELS"
 
 KINDS = ("conv", "depthwise", "pointwise", "linear", "avg_pool", "add")
 _C_KIND = {"conv": "conv2d", "depthwise": "depthwise", "pointwise": "pointwise",
@@ -101,6 +107,8 @@ class KernelSpec:
     b_bits: int | None = None       # add: the second input's bits / sign (default: in_*)
     b_signed: bool | None = None
     suffix: str = ""
+    dsp: bool | None = None         # fast kernel with DSP micro-kernels (None: True unless
+                                    # the environment sets TVM_MPQ_PLAIN_KERNELS=1)
 
     def __post_init__(self):
         set_ = functools.partial(object.__setattr__, self)
@@ -115,6 +123,8 @@ class KernelSpec:
             set_("b_bits", self.in_bits)
         if self.b_signed is None:
             set_("b_signed", self.in_signed)
+        if self.dsp is None:
+            set_("dsp", os.environ.get(PLAIN_ENV, "") not in ("1", "true", "yes"))
         _validate(self)
 
     @property
@@ -152,12 +162,30 @@ def generate_kernel(spec: KernelSpec) -> Kernel:
 
 @functools.cache
 def _generate(spec: KernelSpec) -> Kernel:
-    func = kernel_te.BUILDERS[spec.kind](spec)
     name = spec.name
     args = _ARGS.get(spec.kind, _weighted_args(spec.w_signed))
+    if is_fast(spec):
+        scratch = kernel_dsp.scratch_bytes(spec)
+        args = args + (("uint8_t *scratch",) if scratch else ())
+        build = kernel_dsp.depthwise if spec.kind == "depthwise" else kernel_dsp.gemm
+        signature = f"int32_t {name}({', '.join(args)})"
+        source = lower_to_c(build(spec, name), name, signature, _banner(spec, name),
+                            prelude=_dsp_prelude())
+        return Kernel(name, source, scratch, signature + ";")
+    func = kernel_te.BUILDERS[spec.kind](spec)
     signature = f"int32_t {name}({', '.join(args)})"
     source = lower_to_c(func, name, signature, _banner(spec, name))
     return Kernel(name, source, 0, signature + ";")
+
+
+def is_fast(spec: KernelSpec) -> bool:
+    """Whether `spec` gets a DSP kernel (conv, pointwise, linear, depthwise with dsp=True)."""
+    return bool(spec.dsp) and spec.kind in _WEIGHTED
+
+
+@functools.cache
+def _dsp_prelude() -> str:
+    return DSP_HEADER.read_text()
 
 
 def _spec_from_call(call) -> KernelSpec:

@@ -73,7 +73,13 @@ _DROP = re.compile(r'^(// tvm target:|#define TVM_EXPORTS|#include "tvm/|#includ
                    r'void\* __tvm_ffi__library_ctx)')
 
 
-def standalone_c(tvm_source: str, name: str, prototype: str, banner: str) -> str:
+# TVM declares every T.call_extern callee; the micro-kernels are defined in the prelude
+_EXTERN_DECL = re.compile(r'#ifdef __cplusplus\nextern "C"\n#endif\nTVM_DLL int32_t mpq_dsp_\w+\('
+                          r'[^)]*\);\n')
+
+
+def standalone_c(tvm_source: str, name: str, prototype: str, banner: str,
+                 prelude: str = "") -> str:
     """TVM's C source -> a self-contained translation unit (step 5 of the recipe).
 
     `prototype` is `int32_t name(<params>)` without the semicolon; its parameter types must
@@ -86,9 +92,10 @@ def standalone_c(tvm_source: str, name: str, prototype: str, banner: str) -> str
     if "TVMBackend" in tvm_source:
         raise RuntimeError(f"kernel {name}: TVM emitted a runtime call (scratch too large?)")
     lines = [ln for ln in tvm_source.splitlines() if not _DROP.match(ln)]
-    body = sig.sub(prototype, "\n".join(lines)).strip() + "\n"
+    body = _EXTERN_DECL.sub("", "\n".join(lines))
+    body = sig.sub(prototype, body).strip() + "\n"
     head = f"{banner}\n#include <stdbool.h>\n#include <stdint.h>\n"
-    return head + body
+    return head + (prelude + "\n" if prelude else "") + body
 
 
 def _params(prototype: str) -> str:
@@ -103,6 +110,9 @@ def _strip_const(params: str) -> list[str]:
     return out
 
 
-def lower_to_c(func, name: str, prototype: str, banner: str, config: dict | None = None) -> str:
-    """The whole recipe: scheduled PrimFunc -> standalone C source of one kernel."""
-    return standalone_c(lower_to_tvm_c(func, name, config), name, prototype, banner)
+def lower_to_c(func, name: str, prototype: str, banner: str, config: dict | None = None,
+               prelude: str = "") -> str:
+    """The whole recipe: scheduled PrimFunc -> standalone C source of one kernel.
+
+    prelude: C inserted after the includes (the DSP micro-kernels the TIR calls)."""
+    return standalone_c(lower_to_tvm_c(func, name, config), name, prototype, banner, prelude)

@@ -1,0 +1,211 @@
+"""TIR of the fast (DSP) kernels: loops, zero points, requantization and output packing in
+TIR; the inner dot products are C micro-kernels (include/mpq_dsp.h) called with
+T.call_extern, as microTVM's mprofile schedules tensorized theirs.
+
+conv / pointwise / linear (`gemm`): for each pair of output pixels, the two im2col columns
+(int16 x - z_in, in the weights' unpacking order) go to the scratch buffer and their sums
+S = sum(x - z_in) to two locals; then for each block of G output channels (G = 2, or 4
+for 2-bit outputs) `mpq_dsp_dot_2x2` gives the plain dot products x'.u of 2 pixels x 2
+channels (SMLAD on int16 pairs, each weight word unpacked once for both pixels), and
+
+    acc = x'.u - (w_zero + off_w) * S + bias,   off_w = 2^(w_bits-1) for signed 4/2-bit
+                                                 weights (unpacked as u = w + off_w), else 0
+
+which is sum (x - z_in)(w - w_zero) + bias exactly (padding taps are 0 in the column, as
+they are 0 in the golden model). Linear layers use one column (`mpq_dsp_dot_1x2`).
+
+depthwise: for each block of 4 channels, `mpq_dsp_dw_prep` widens the weights minus their
+zero points once into a local table; then per output pixel `mpq_dsp_dw` accumulates the
+taps with SMLABB/SMLATT (a padding tap counts as x = z_in, contribution 0).
+
+Requantization (`mpq_dsp_requant`, the ICN rounding of `kernel_te.requantize`) and
+packing give the golden model's bytes. Odd pixel / channel counts compute a duplicate
+pixel or channel whose result is not stored.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from .. import tvm_adapter as ta
+from ..reference.packing import row_bytes
+
+GEMM_KINDS = ("conv", "pointwise", "linear")
+
+
+def _dims(spec):
+    """(h, w, c, ho, wo, cout, k, stride, pad) of a gemm or depthwise spec."""
+    if spec.kind == "linear":
+        return 1, 1, spec.in_shape[-1], 1, 1, spec.out_shape[-1], 1, 1, 0
+    _, h, w, c = spec.in_shape
+    _, ho, wo, cout = spec.out_shape
+    return h, w, c, ho, wo, cout, spec.kernel, spec.stride, spec.pad
+
+
+def gemm_layout(spec) -> tuple[int, int, int]:
+    """(weight row bytes per output channel, im2col slots per column, columns)."""
+    h, w, c, ho, wo, cout, k, _, _ = _dims(spec)
+    row_w = k * k * row_bytes(c, spec.w_bits)
+    n_slots = -(-row_w // 4) * (32 // spec.w_bits)
+    return row_w, n_slots, 1 if ho * wo == 1 else 2
+
+
+def scratch_bytes(spec) -> int:
+    """Bytes of the `scratch` argument of a fast kernel (0: none)."""
+    if spec.kind not in GEMM_KINDS:
+        return 0
+    _, n_slots, n_cols = gemm_layout(spec)
+    return 2 * n_slots * n_cols
+
+
+def _channel_params(T, cout: int, w_signed: bool):
+    return (T.arg("w_zero", T.Buffer((cout,), "int8" if w_signed else "uint8")),
+            T.arg("bias", T.Buffer((cout,), "int32")),
+            T.arg("m0", T.Buffer((cout,), "int32")),
+            T.arg("n0", T.Buffer((cout,), "int8")))
+
+
+def _store_block(T, y, y_base, n_out: int, first, group: int, spec, value):
+    """Store output channels first .. first + group - 1 of one pixel row at y[y_base]:
+    `value(l)` is the int32 result of local channel l; whole bytes, slots past n_out 0."""
+    tirx = ta.tirx()
+    bits = spec.out_bits
+    per = 8 // bits
+    mask = tirx.const((1 << bits) - 1, "int32")
+    n_row = row_bytes(n_out, bits)
+    for b in range(group // per):
+        byte_idx = first // per + b
+        terms = []
+        for s in range(per):
+            loc = b * per + s
+            v = value(loc)
+            if per > 1:
+                v = (v & mask) << s * bits
+            if n_out % group:
+                v = tirx.if_then_else(first + loc < n_out, v, tirx.const(0, "int32"))
+            terms.append(v)
+        byte = reduce(lambda a, c: a | c, terms).astype("uint8")
+        if n_out % group:
+            with T.If(byte_idx < n_row):
+                with T.Then():
+                    T.buffer_store(y, byte, [y_base + byte_idx])
+        else:
+            T.buffer_store(y, byte, [y_base + byte_idx])
+
+
+def _requant(spec, acc, o, bias, m0, n0):
+    """kernel_te.requantize as the C micro-kernel mpq_dsp_requant (a cheaper shift)."""
+    return ta.tirx().call_extern("int32", "mpq_dsp_requant", acc + bias[o], m0[o],
+                                 n0[o].astype("int32"), spec.z_out, spec.q_min, spec.q_max)
+
+
+def gemm(spec, name: str):
+    """conv / pointwise / linear with im2col columns in `scratch` and 2x2 dot products."""
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.script.ir_builder import tirx as T
+
+    tirx = ta.tirx()
+    h, w, c, ho, wo, cout, k, stride, pad = _dims(spec)
+    row_w, n_slots, n_cols = gemm_layout(spec)
+    n_pix = ho * wo
+    group = max(2, 8 // spec.out_bits)
+    n_blocks = -(-cout // group)
+    off_w = (1 << (spec.w_bits - 1)) if spec.w_signed and spec.w_bits < 8 else 0
+    row_y = row_bytes(cout, spec.out_bits)
+    col_bytes = 2 * n_slots
+    with IRBuilder() as ib:
+        with T.prim_func():
+            T.func_name(name)
+            x = T.arg("x", T.Buffer((h * w * row_bytes(c, spec.in_bits),), "uint8"))
+            wt = T.arg("w", T.Buffer((cout * row_w,), "uint8"))
+            wz, bias, m0, n0 = _channel_params(T, cout, spec.w_signed)
+            y = T.arg("y", T.Buffer((n_pix * row_y,), "uint8"))
+            scratch = T.arg("scratch", T.Buffer((n_cols * col_bytes,), "uint8"))
+            with T.serial(0, -(-n_pix // n_cols)) as pp:
+                sx = T.alloc_buffer((n_cols,), "int32", scope="global")
+                pix = [tirx.min(pp * n_cols + q, n_pix - 1) for q in range(n_cols)]
+                for q in range(n_cols):
+                    T.buffer_store(sx, T.call_extern(
+                        "int32", "mpq_dsp_im2col", T.address_of(scratch[q * col_bytes]),
+                        x.data, pix[q] // wo, pix[q] % wo, h, w, c, k, stride, pad,
+                        spec.in_bits, int(spec.in_signed), spec.z_in, spec.w_bits, n_slots),
+                        [q])
+                with T.serial(0, n_blocks) as blk:
+                    acc = T.alloc_buffer((group * n_cols,), "int32", scope="global")
+                    for half in range(group // 2):
+                        o0 = tirx.min(blk * group + 2 * half, cout - 1)
+                        o1 = tirx.min(blk * group + 2 * half + 1, cout - 1)
+                        if n_cols == 2:
+                            call = T.call_extern(
+                                "int32", "mpq_dsp_dot_2x2", T.address_of(scratch[0]),
+                                T.address_of(scratch[col_bytes]), T.address_of(wt[o0 * row_w]),
+                                T.address_of(wt[o1 * row_w]), row_w, spec.w_bits,
+                                int(spec.w_signed), T.address_of(acc[half * 4]))
+                        else:
+                            call = T.call_extern(
+                                "int32", "mpq_dsp_dot_1x2", T.address_of(scratch[0]),
+                                T.address_of(wt[o0 * row_w]), T.address_of(wt[o1 * row_w]),
+                                row_w, spec.w_bits, int(spec.w_signed),
+                                T.address_of(acc[half * 2]))
+                        T.evaluate(call)
+                    for q in range(n_cols):
+                        def value(loc, q=q):
+                            o = tirx.min(blk * group + loc, cout - 1)
+                            a = acc[(loc // 2) * 2 * n_cols + q * 2 + loc % 2]
+                            zw = wz[o].astype("int32") + off_w
+                            return _requant(spec, a - zw * sx[q], o, bias, m0, n0)
+
+                        def store(q=q, value=value):
+                            _store_block(T, y, (pp * n_cols + q) * row_y, cout, blk * group,
+                                         group, spec, value)
+
+                        if n_pix % n_cols and q:
+                            with T.If(pp * n_cols + q < n_pix):
+                                with T.Then():
+                                    store()
+                        else:
+                            store()
+    return ib.get()
+
+
+def depthwise(spec, name: str):
+    """Depthwise conv: blocks of 4 channels, weights widened once per block."""
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.script.ir_builder import tirx as T
+
+    tirx = ta.tirx()
+    h, w, c, ho, wo, _, k, stride, pad = _dims(spec)
+    off_x = (1 << (spec.in_bits - 1)) if spec.in_signed and spec.in_bits < 8 else 0
+    zx = spec.z_in + off_x
+    kk = k * k
+    group = 4
+    row_y = row_bytes(c, spec.out_bits)
+    with IRBuilder() as ib:
+        with T.prim_func():
+            T.func_name(name)
+            x = T.arg("x", T.Buffer((h * w * row_bytes(c, spec.in_bits),), "uint8"))
+            wt = T.arg("w", T.Buffer((kk * row_bytes(c, spec.w_bits),), "uint8"))
+            wz, bias, m0, n0 = _channel_params(T, c, spec.w_signed)
+            y = T.arg("y", T.Buffer((ho * wo * row_y,), "uint8"))
+            with T.serial(0, -(-c // group)) as blk:
+                wp = T.alloc_buffer((2 * kk + 4,), "int32", scope="global")
+                T.evaluate(T.call_extern(
+                    "int32", "mpq_dsp_dw_prep", T.address_of(wp[0]), wt.data, wz.data, blk, c,
+                    kk, spec.w_bits, int(spec.w_signed), zx))
+                with T.serial(0, ho) as i:
+                    with T.serial(0, wo) as j:
+                        acc = T.alloc_buffer((group,), "int32", scope="global")
+                        T.evaluate(T.call_extern(
+                            "int32", "mpq_dsp_dw", T.address_of(acc[0]), x.data,
+                            T.address_of(wp[0]), i, j, blk, h, w, c, k, stride, pad,
+                            spec.in_bits, int(spec.in_signed), zx))
+
+                        def value(loc):
+                            o = tirx.min(blk * group + loc, c - 1)
+                            return _requant(spec, acc[loc], o, bias, m0, n0)
+
+                        _store_block(T, y, (i * wo + j) * row_y, c, blk * group, group, spec,
+                                     value)
+                # the table is read only by the micro-kernel; this keeps its full size
+                T.evaluate(wp[2 * kk + 3])
+    return ib.get()
