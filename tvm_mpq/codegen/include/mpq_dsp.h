@@ -125,6 +125,9 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dot_2x2(const uint8_t *x0, const uint8_t *x1, con
     int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;
     uint32_t a[8], b[8];
     int32_t i = 0;
+    x0 = (const uint8_t *)__builtin_assume_aligned(x0, 8);   /* columns: 8-byte aligned */
+    x1 = (const uint8_t *)__builtin_assume_aligned(x1, 8);
+#pragma GCC unroll 2
     for (; i + 4 <= n_bytes; i += 4) {
         MPQ_DSP_UNPACK(mpq_dsp_ld32(w0 + i), w_bits, w_signed, a);
         MPQ_DSP_UNPACK(mpq_dsp_ld32(w1 + i), w_bits, w_signed, b);
@@ -167,6 +170,8 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dot_1x2(const uint8_t *x0, const uint8_t *w0, con
     int32_t s0 = 0, s1 = 0;
     uint32_t a[8], b[8];
     int32_t i = 0;
+    x0 = (const uint8_t *)__builtin_assume_aligned(x0, 8);
+#pragma GCC unroll 2
     for (; i + 4 <= n_bytes; i += 4) {
         MPQ_DSP_UNPACK(mpq_dsp_ld32(w0 + i), w_bits, w_signed, a);
         MPQ_DSP_UNPACK(mpq_dsp_ld32(w1 + i), w_bits, w_signed, b);
@@ -380,12 +385,12 @@ MPQ_DSP_INLINE int32_t mpq_dsp_requant(int32_t acc, int32_t m0, int32_t n0, int3
 {
     const int64_t p = (int64_t)acc * m0;
     const int32_t sh = 30 - n0;
-    int64_t q;
-    if (sh >= 32) {
-        q = (int32_t)((uint64_t)p >> 32) >> (sh - 32);
-    } else {
-        q = p >> sh;
+    if (sh >= 32) {         /* |p| < 2^62: the high word is below 2^30, no overflow below */
+        int32_t q = (int32_t)((uint64_t)p >> 32) >> (sh - 32);
+        q = ((q + 1) >> 1) + z_out;
+        return q < q_min ? q_min : (q > q_max ? q_max : q);
     }
-    q = ((q + 1) >> 1) + z_out;
+    int64_t q = ((p >> sh) + 1) >> 1;
+    q += z_out;
     return (int32_t)(q < q_min ? q_min : (q > q_max ? q_max : q));
 }

@@ -1,0 +1,110 @@
+"""Edge cases of the fast (DSP) kernels' zero-point handling, on the host build (the plain-C
+twin of include/mpq_dsp.h), against the numpy golden model bit for bit, and the fast and
+the plain kernels against each other byte for byte.
+
+The fast kernels compute sum (x - z_in)(w - w_zero) as x'.u - (w_zero + off) * sum(x'),
+x' = x - z_in (0 in padding taps), so the cases stress: padding with extreme input zero
+points, per-channel zero points at both ends of the weight range, signed 4/2-bit weights
+(u = w + 2^(b-1)), odd channel counts (row padding slots, partial weight words, partial
+depthwise channel blocks) and 3x3 windows that are mostly padding."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tvm_mpq.codegen import kernel_dsp
+from tvm_mpq.codegen.kernels import KernelSpec, generate_kernel, pack_params
+from tvm_mpq.reference import ops
+from tvm_mpq.reference.packing import pack
+
+from test_codegen_kernels import (Case, _call, _icn_params, _range, builder,  # noqa: F401
+                                  conv_case, linear_case)
+
+
+def _edge_case(seed, kind, in_bits, w_bits, *, w_signed, in_signed=False, z_in="max",
+               w_zero="extreme", h=4, c=7, cout=5, stride=1):
+    """A conv-type case with chosen extreme zero points (z_in at an end of the input range,
+    w_zero alternating between the ends of the weight range)."""
+    rng = np.random.default_rng(seed)
+    k, pad = (1, 0) if kind == "pointwise" else (3, 1)
+    cout = c if kind == "depthwise" else cout
+    ho = (h + 2 * pad - k) // stride + 1
+    lo, hi = _range(in_bits, in_signed)
+    zi = {"max": hi, "min": lo, "mid": (lo + hi) // 2}[z_in]
+    wlo, whi = _range(w_bits, w_signed)
+    if w_zero == "extreme":
+        wz = np.where(np.arange(cout) % 2 == 0, wlo, whi)
+    else:
+        wz = np.full(cout, (wlo + whi) // 2)
+    x = rng.integers(lo, hi + 1, (1, h, h, c))
+    w = rng.integers(wlo, whi + 1, (cout, k, k, 1 if kind == "depthwise" else c))
+    bias, m0, n0 = _icn_params(rng, cout, k * k * (1 if kind == "depthwise" else c),
+                               in_bits, w_bits, 8)
+    spec = KernelSpec(kind, (1, h, h, c), (1, ho, ho, cout), kernel=k, stride=stride, pad=pad,
+                      in_bits=in_bits, out_bits=8, w_bits=w_bits, in_signed=in_signed,
+                      w_signed=w_signed, z_in=zi, suffix=f"dsp{seed}")
+    want = ops.conv2d(x, w, wz, bias, zi, stride, pad, m0, n0, 0, 0, 255,
+                      depthwise=kind == "depthwise")
+    p = pack_params(spec, w, wz, bias, m0, n0)
+    args = [pack(x[0], in_bits).tobytes()] + [p[n][1] for n in ("w", "w_zero", "bias", "m0", "n0")]
+    return Case(spec, args, want)
+
+
+def _check(builder, cases):  # noqa: F811
+    lib = builder.load(c.kernel for c in cases)
+    for c in cases:
+        assert c.kernel.scratch_bytes == kernel_dsp.scratch_bytes(c.spec)
+        c.check(lib)
+
+
+@pytest.mark.parametrize("kind", ["conv", "depthwise", "pointwise"])
+def test_extreme_zero_points_signed_and_unsigned_weights(builder, kind):  # noqa: F811
+    cases = []
+    for i, (ib, wb) in enumerate([(8, 8), (8, 4), (4, 2), (2, 8), (8, 2), (4, 4)]):
+        for w_signed in (False, True):
+            for z_in in ("max", "min"):
+                seed = 7000 + 100 * ["conv", "depthwise", "pointwise"].index(kind) \
+                    + 8 * i + 2 * int(w_signed) + (z_in == "min")
+                cases.append(_edge_case(seed, kind, ib, wb, w_signed=w_signed, z_in=z_in,
+                                        in_signed=(i % 2 == 1), stride=1 + i % 2))
+    _check(builder, cases)
+
+
+@pytest.mark.parametrize("c", [1, 3, 5, 9, 17])
+def test_odd_channel_counts_mostly_padding(builder, c):  # noqa: F811
+    """1x1 and 2x2 inputs: every 3x3 window is mostly padding; odd C leaves row padding
+    slots, partial weight words and partial depthwise blocks."""
+    cases = [_edge_case(7500 + 10 * c + j, kind, ib, wb, w_signed=j % 2 == 0, h=h, c=c,
+                        cout=c + 2)
+             for j, (kind, ib, wb, h) in enumerate([
+                 ("conv", 8, 8, 1), ("conv", 4, 2, 2), ("depthwise", 8, 4, 1),
+                 ("depthwise", 2, 8, 2), ("pointwise", 4, 4, 3), ("conv", 2, 4, 2)])]
+    _check(builder, cases)
+
+
+def test_fast_and_plain_kernels_give_identical_bytes(builder):  # noqa: F811
+    cases = [conv_case(7600, "conv", 8, 4, 2, True, w_signed=True, stride=2),
+             conv_case(7601, "depthwise", 4, 8, 4, True, in_signed=True),
+             conv_case(7602, "pointwise", 2, 2, 8, True, c=13, cout=7),
+             linear_case(7603, 8, 8, 4, kdim=61, n=9, w_signed=True)]
+    plain = [generate_kernel(dataclasses.replace(c.spec, dsp=False, suffix=c.spec.suffix + "p"))
+             for c in cases]
+    lib = builder.load([c.kernel for c in cases] + plain)
+    for case, kp in zip(cases, plain):
+        s = case.spec
+        n = len(pack(case.want, s.out_bits).tobytes())
+        assert case.kernel.scratch_bytes > 0 or s.kind == "depthwise"
+        assert kp.scratch_bytes == 0
+        assert _call(lib, case.kernel, case.args, n) == _call(lib, kp, case.args, n)
+
+
+def test_plain_kernels_selectable_by_environment(monkeypatch):
+    monkeypatch.setenv("TVM_MPQ_PLAIN_KERNELS", "1")
+    spec = KernelSpec("pointwise", (1, 2, 2, 4), (1, 2, 2, 4))
+    assert spec.dsp is False and generate_kernel(spec).scratch_bytes == 0
+    monkeypatch.delenv("TVM_MPQ_PLAIN_KERNELS")
+    spec = KernelSpec("pointwise", (1, 2, 2, 4), (1, 2, 2, 4))
+    assert spec.dsp is True and "mpq_dsp_dot_2x2" in generate_kernel(spec).c_source
