@@ -33,6 +33,10 @@ scalars and at most 8 int32 accumulators):
     int32_t mpq_avg_pool_<in>_<out>_<suffix>(const uint8_t *x, const int32_t *m0,
         const int8_t *n0, uint8_t *y);
     int32_t mpq_add_<a>_<out>_<suffix>(const uint8_t *a, const uint8_t *b, uint8_t *y);
+Fast kernels (spec.dsp, the default; `kernel_dsp.py`, include/mpq_dsp.h): conv, pointwise and
+linear take a trailing `uint8_t *scratch` (Kernel.scratch_bytes, 8-byte aligned, contents
+undefined on entry; aot.py places it in the static memory plan for its layer step only);
+depthwise takes none. dsp=False (or TVM_MPQ_PLAIN_KERNELS=1) gives the plain kernels.
 <in>/<out> read u8, s8, u4, s4, u2, s2 (signedness, bits); w<w> is w8/w4/w2 for unsigned and
 ws8/ws4/ws2 for two's-complement weights; <suffix> is `spec.suffix` made a C identifier, or
 8 hex digits of the spec's hash when empty (identical layers then share one kernel).
