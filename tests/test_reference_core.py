@@ -41,10 +41,12 @@ def test_multiplier_encoding(m):
     assert abs(m0 * 2.0 ** (n0 - 31) - m) <= abs(m) * 2.0 ** -30
 
 
-def test_requantize_rounds_half_up_and_clamps():
+def test_requantize_rounds_half_to_even_and_clamps():
     m0, n0 = icn.quantize_multiplier(0.5)
-    y = icn.requantize(np.array([1, 2, 3, -1, -3, 1000]), m0, n0, 0, -4, 7)
-    assert y.tolist() == [1, 1, 2, 0, -1, 7]
+    y = icn.requantize(np.array([1, 2, 3, 5, -1, -3, 1000]), m0, n0, 0, -4, 7)
+    assert y.tolist() == [0, 1, 2, 2, 0, -2, 7]
+    assert y.tolist() == np.clip(np.rint(np.array([1, 2, 3, 5, -1, -3, 1000]) * 0.5),
+                                 -4, 7).tolist()
     assert icn.quantize_multiplier(0.0) == (0, 0)
     assert icn.quantize_multiplier(1e-30) == (0, 0)
     with pytest.raises(ValueError):

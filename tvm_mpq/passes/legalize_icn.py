@@ -35,6 +35,7 @@ from ..reference.icn import quantize_multiplier, quantize_multipliers
 from .ops import make_call
 
 ADD_SHIFT_BITS = 20        # residual add: |k_a|, |k_b| < 2^20
+MAX_ACC_SHIFT = 12         # bias fractional bits (reference.ops: acc_shift)
 
 
 @dataclass
@@ -298,17 +299,25 @@ class _Legalizer:
             mult = np.ones(n_out)
             b_real = b
         m = mult * x.scale * s_w / out.scale
-        bias_q = np.rint(b_real / (x.scale * s_w))
-        m0, n0 = quantize_multipliers(m)
         # int32 accumulator bound (worst case over the input and weight ranges)
         k = int(np.prod(w.q.shape[1:]))
         x_span = max(abs(v - x.zero) for v in x.q_range)
         w_span = np.max(np.abs(w.q - w.zero[:, None].reshape((-1,) + (1,) * (w.q.ndim - 1))))
-        bound = k * x_span * float(w_span) + np.max(np.abs(bias_q), initial=0)
+        raw = k * x_span * float(w_span)
+        b_acc = b_real / (x.scale * s_w)
+        # Bias fractional bits: the largest shift (<= MAX_ACC_SHIFT) that keeps the worst
+        # case in int32; see reference.ops.
+        shift = 0
+        while shift < MAX_ACC_SHIFT and (raw + np.max(np.abs(b_acc), initial=0)) * \
+                2.0 ** (shift + 1) < 2.0 ** 31 - 1:
+            shift += 1
+        bias_q = np.rint(b_acc * 2.0 ** shift)
+        m0, n0 = quantize_multipliers(m / 2.0 ** shift)
+        bound = raw * 2.0 ** shift + np.max(np.abs(bias_q), initial=0)
         if bound >= 2**31:
             raise ModelError(f"{what}: the int32 accumulator could overflow "
                              f"(bound {bound:.3g}); reduce the bias or the layer size")
-        return bias_q.astype(np.int32), m0, n0.astype(np.int32), m
+        return bias_q.astype(np.int32), m0, n0.astype(np.int32), shift
 
     def _name(self, kind: str, node: str) -> str:
         i = len(self.layers)
@@ -329,7 +338,7 @@ class _Legalizer:
         if depthwise and not (groups == c_in and w.q.shape[1] == 1 and w.q.shape[0] == c_in):
             raise ModelError(f"node '{w.node}': grouped convolution with groups={groups}")
         name = self._name("conv", w.node)
-        bias_q, m0, n0, _ = self._icn_params(f"layer '{name}'", x, w, bias, bn, out)
+        bias_q, m0, n0, acc_shift = self._icn_params(f"layer '{name}'", x, w, bias, bn, out)
         w_ohwi = np.transpose(w.q, (0, 2, 3, 1))
         w_dtype = np.int8 if w.signed else np.uint8
         k = w_ohwi.shape[1]
@@ -337,7 +346,8 @@ class _Legalizer:
         attrs = dict(stride=strides[0], pad=pads[0], depthwise=int(depthwise), z_in=x.zero,
                      z_out=out.zero, q_min=q_min, q_max=q_max, in_bits=x.bits,
                      out_bits=out.bits, w_bits=w.bits, w_signed=int(w.signed),
-                     per_channel=int(w.per_channel), name=name, kind=kind, in_node=x.node,
+                     per_channel=int(w.per_channel), acc_shift=acc_shift, name=name, kind=kind,
+                     in_node=x.node,
                      out_node=out.node)
         args = [x.var, ta.const(w_ohwi.astype(w_dtype)), ta.const(w.zero.astype(np.int32)),
                 ta.const(bias_q), ta.const(m0), ta.const(n0)]
@@ -350,10 +360,11 @@ class _Legalizer:
         if bn is not None:
             raise ModelError(f"node '{w.node}': batch-norm after a fully connected layer")
         name = self._name("linear", w.node)
-        bias_q, m0, n0, _ = self._icn_params(f"layer '{name}'", x, w, bias, None, out)
+        bias_q, m0, n0, acc_shift = self._icn_params(f"layer '{name}'", x, w, bias, None, out)
         attrs = dict(z_in=x.zero, z_out=out.zero, q_min=q_min, q_max=q_max, in_bits=x.bits,
                      out_bits=out.bits, w_bits=w.bits, w_signed=int(w.signed),
-                     per_channel=int(w.per_channel), name=name, kind="linear", in_node=x.node,
+                     per_channel=int(w.per_channel), acc_shift=acc_shift, name=name,
+                     kind="linear", in_node=x.node,
                      out_node=out.node)
         args = [x.var, ta.const(w.q.astype(np.int8 if w.signed else np.uint8)),
                 ta.const(w.zero.astype(np.int32)), ta.const(bias_q), ta.const(m0), ta.const(n0)]

@@ -23,17 +23,23 @@ def _out_dtype(attrs) -> str:
 
 
 def _requant(acc, m0, n0, z_out, q_min, q_max):
+    """reference.icn.requantize in TIR: int64 product, round half to even, clamp."""
     tirx = ta.tirx()
     a = acc.astype("int64")
     s = (31 - n0.astype("int64"))
-    y = (a * m0.astype("int64") + (tirx.const(1, "int64") << (s - 1))) >> s
+    p = a * m0.astype("int64")
+    q = p >> s
+    r = p - (q << s)
+    half = tirx.const(1, "int64") << (s - 1)
+    up = tirx.Or(r > half, tirx.And(r == half, (q & tirx.const(1, "int64")) == 1))
+    y = q + tirx.Select(up, tirx.const(1, "int64"), tirx.const(0, "int64"))
     y = y + tirx.const(z_out, "int64")
     y = tirx.max(tirx.min(y, tirx.const(q_max, "int64")), tirx.const(q_min, "int64"))
     return y
 
 
 def _conv_te(x, w, w_zero, bias, m0, n0, *, stride, pad, depthwise, z_in, z_out, q_min,
-             q_max, out_dtype):
+             q_max, out_dtype, acc_shift=0):
     te, tirx = ta.te(), ta.tirx()
     _, h, wd, c = (int(v) for v in x.shape)
     cout, k = int(w.shape[0]), int(w.shape[1])
@@ -64,8 +70,9 @@ def _conv_te(x, w, w_zero, bias, m0, n0, *, stride, pad, depthwise, z_in, z_out,
             name="acc")
     return te.compute(
         (1, ho, wo, cout),
-        lambda n, y, xx, co: _requant(acc[n, y, xx, co] + bias[co], m0[co], n0[co], z_out,
-                                      q_min, q_max).astype(out_dtype), name="icn")
+        lambda n, y, xx, co: _requant((acc[n, y, xx, co] << acc_shift) + bias[co], m0[co],
+                                      n0[co], z_out, q_min, q_max).astype(out_dtype),
+        name="icn")
 
 
 def _attrs(call) -> dict:
@@ -76,12 +83,17 @@ def _int(a, k):
     return int(a[k])
 
 
+def _shift(a) -> int:
+    return int(a["acc_shift"]) if "acc_shift" in a else 0
+
+
 def _legalize_conv(bb, call):
     a = _attrs(call)
     return bb.call_te(lambda *args: _conv_te(
         *args, stride=_int(a, "stride"), pad=_int(a, "pad"), depthwise=bool(_int(a, "depthwise")),
         z_in=_int(a, "z_in"), z_out=_int(a, "z_out"), q_min=_int(a, "q_min"),
-        q_max=_int(a, "q_max"), out_dtype=_out_dtype(a)), *call.args, primfunc_name_hint="mpq_conv2d")
+        q_max=_int(a, "q_max"), out_dtype=_out_dtype(a), acc_shift=_shift(a)), *call.args,
+        primfunc_name_hint="mpq_conv2d")
 
 
 def _infer_conv(call, *_):
@@ -94,22 +106,25 @@ def _infer_conv(call, *_):
                           _out_dtype(a))
 
 
-def _linear_te(x, w, w_zero, bias, m0, n0, *, z_in, z_out, q_min, q_max, out_dtype):
+def _linear_te(x, w, w_zero, bias, m0, n0, *, z_in, z_out, q_min, q_max, out_dtype,
+               acc_shift=0):
     te = ta.te()
     n, k = (int(v) for v in w.shape)
     r = te.reduce_axis((0, k), "r")
     acc = te.compute((1, n), lambda b, o: te.sum(
         (x[b, r].astype("int32") - z_in) * (w[o, r].astype("int32") - w_zero[o]), axis=[r]),
         name="acc")
-    return te.compute((1, n), lambda b, o: _requant(acc[b, o] + bias[o], m0[o], n0[o], z_out,
-                                                    q_min, q_max).astype(out_dtype), name="icn")
+    return te.compute((1, n), lambda b, o: _requant((acc[b, o] << acc_shift) + bias[o], m0[o],
+                                                    n0[o], z_out, q_min, q_max).astype(out_dtype),
+                      name="icn")
 
 
 def _legalize_linear(bb, call):
     a = _attrs(call)
     return bb.call_te(lambda *args: _linear_te(
         *args, z_in=_int(a, "z_in"), z_out=_int(a, "z_out"), q_min=_int(a, "q_min"),
-        q_max=_int(a, "q_max"), out_dtype=_out_dtype(a)), *call.args, primfunc_name_hint="mpq_linear")
+        q_max=_int(a, "q_max"), out_dtype=_out_dtype(a), acc_shift=_shift(a)), *call.args,
+        primfunc_name_hint="mpq_linear")
 
 
 def _infer_linear(call, *_):

@@ -61,10 +61,11 @@ def run_single_op(call, inputs: list[np.ndarray]) -> np.ndarray:
     name = call.op.name
     if name == "mpq.conv2d_icn":
         return ops.conv2d(inputs[0], *c[:3], i["z_in"], i["stride"], i["pad"], c[3], c[4],
-                          i["z_out"], i["q_min"], i["q_max"], depthwise=bool(i["depthwise"]))
+                          i["z_out"], i["q_min"], i["q_max"], depthwise=bool(i["depthwise"]),
+                          acc_shift=i.get("acc_shift", 0))
     if name == "mpq.linear_icn":
         return ops.linear(inputs[0].reshape(1, -1), *c[:3], i["z_in"], c[3], c[4], i["z_out"],
-                          i["q_min"], i["q_max"])
+                          i["q_min"], i["q_max"], acc_shift=i.get("acc_shift", 0))
     if name == "mpq.avg_pool_icn":
         return ops.avg_pool(inputs[0], i["kernel"], i["stride"], i["z_in"], c[0], c[1],
                             i["z_out"], i["q_min"], i["q_max"])

@@ -6,12 +6,16 @@ batch-norm gamma), or M0 = 0 when M is 0 or too small to matter. Requantization 
 int32 accumulator is
 
     s = 31 - N0                              (1 <= s <= 62)
-    y = ((int64) acc * M0 + (1 << (s - 1))) >> s      (arithmetic shift: round half up)
+    P = (int64) acc * M0
+    y = P >> s, rounded to nearest, ties to even (r = P - (y << s); +1 if r > 2^(s-1),
+        or r == 2^(s-1) and y is odd)
     y = clamp(y + Z_o, q_min, q_max)
 
 This form is the contract between this module, the TVM TIR kernels and the generated C:
-all three compute exactly this. It rounds to nearest (method.md writes a floor; rounding
-matches ONNX QuantizeLinear and the PACT paper, and halves the error).
+all three compute exactly this. It rounds to nearest with ties to even (method.md writes
+a floor): that is what ONNX QuantizeLinear, PyTorch and the fake-quant model do, so the
+integer model agrees with the QDQ model it came from (ties are frequent in average
+pooling, where M is often 1/4 or 1/16).
 """
 
 from __future__ import annotations
@@ -59,5 +63,9 @@ def requantize(acc: np.ndarray, m0: np.ndarray, n0: np.ndarray, z_out: int,
     s = 31 - np.asarray(n0, np.int64)
     if np.any((s < S_MIN) | (s > S_MAX)):
         raise ValueError("shift out of range")
-    y = (acc * m0 + (np.int64(1) << (s - 1))) >> s
+    p = acc * m0
+    q = p >> s                                      # floor
+    r = p - (q << s)                                # remainder in [0, 2^s)
+    half = np.int64(1) << (s - 1)
+    y = q + ((r > half) | ((r == half) & ((q & 1) == 1)))   # round half to even
     return np.clip(y + z_out, q_min, q_max).astype(np.int32)

@@ -19,6 +19,10 @@ def _i(a, k) -> int:
     return int(a[k])
 
 
+def _shift(a) -> int:
+    return int(a["acc_shift"]) if "acc_shift" in a else 0
+
+
 def run_reference(mod, x: np.ndarray, *, trace: dict | None = None) -> np.ndarray:
     """Execute `main` on the integer input `x` (NHWC); returns the integer output.
     If `trace` is a dict, every layer's output is stored in it under the layer name."""
@@ -43,11 +47,11 @@ def run_reference(mod, x: np.ndarray, *, trace: dict | None = None) -> np.ndarra
             x_, w, wz, b, m0, n0 = args
             y = ops.conv2d(x_, w, wz, b, _i(a, "z_in"), _i(a, "stride"), _i(a, "pad"), m0, n0,
                            _i(a, "z_out"), _i(a, "q_min"), _i(a, "q_max"),
-                           depthwise=bool(_i(a, "depthwise")))
+                           depthwise=bool(_i(a, "depthwise")), acc_shift=_shift(a))
         elif name == "mpq.linear_icn":
             x_, w, wz, b, m0, n0 = args
             y = ops.linear(x_, w, wz, b, _i(a, "z_in"), m0, n0, _i(a, "z_out"), _i(a, "q_min"),
-                           _i(a, "q_max"))
+                           _i(a, "q_max"), acc_shift=_shift(a))
         elif name == "mpq.avg_pool_icn":
             x_, m0, n0 = args
             y = ops.avg_pool(x_, _i(a, "kernel"), _i(a, "stride"), _i(a, "z_in"), m0, n0,

@@ -5,8 +5,14 @@ Activations are NHWC integer arrays (unpacked, int32), batch 1. Weights are OHWI
 (conv, pointwise); depthwise weights are (C, KH, KW, 1) = OHWI with I = 1,
 linear weights are (Cout, Cin). Zero points: `z_in` scalar, `w_zero` per output channel.
 
-    acc[c]  = sum (x - z_in) * (w[c] - w_zero[c]) + bias[c]           (int32)
+    acc[c]  = (sum (x - z_in) * (w[c] - w_zero[c])) << acc_shift + bias[c]     (int32)
     y[c]    = requantize(acc[c], m0[c], n0[c], z_out, q_min, q_max)    (see icn.py)
+
+`acc_shift` (per layer, 0..12) gives the bias fractional bits: the bias is stored in units
+of 2^-acc_shift accumulator steps, and the multiplier is M / 2^acc_shift. Without it, the
+bias rounded to whole accumulator steps moves outputs by up to M/2 LSB (with 2-bit
+weights, a visible fraction of them); the converter picks the largest shift for which the
+worst-case accumulator still fits int32.
 
 Padding uses the input zero point (the real value 0), so padded taps contribute nothing.
 Sums are computed in float64 (exact below 2^53) and checked against the int32 range.
@@ -41,7 +47,7 @@ def _im2col(x: np.ndarray, k: int, stride: int, pad: int, z_in: int) -> np.ndarr
     return cols
 
 
-def conv2d_acc(x, w, w_zero, bias, z_in, stride, pad, depthwise=False):
+def conv2d_acc(x, w, w_zero, bias, z_in, stride, pad, depthwise=False, acc_shift=0):
     """int32 accumulators (Ho, Wo, Cout) of a conv / depthwise conv on NHWC x (1,H,W,C)."""
     x = np.asarray(x, np.int64)[0]
     w = np.asarray(w, np.int64)
@@ -57,21 +63,22 @@ def conv2d_acc(x, w, w_zero, bias, z_in, stride, pad, depthwise=False):
         acc = cols.reshape(ho * wo, -1).astype(np.float64) @ \
             wz.reshape(wz.shape[0], -1).T.astype(np.float64)
         acc = acc.reshape(ho, wo, -1)
-    acc = np.rint(acc) + np.asarray(bias, np.float64)
+    acc = np.rint(acc) * float(1 << acc_shift) + np.asarray(bias, np.float64)
     return _check_acc(acc, "conv2d")
 
 
 def conv2d(x, w, w_zero, bias, z_in, stride, pad, m0, n0, z_out, q_min, q_max,
-           depthwise=False):
-    acc = conv2d_acc(x, w, w_zero, bias, z_in, stride, pad, depthwise)
+           depthwise=False, acc_shift=0):
+    acc = conv2d_acc(x, w, w_zero, bias, z_in, stride, pad, depthwise, acc_shift)
     return requantize(acc, m0, n0, z_out, q_min, q_max)[None]
 
 
-def linear(x, w, w_zero, bias, z_in, m0, n0, z_out, q_min, q_max):
+def linear(x, w, w_zero, bias, z_in, m0, n0, z_out, q_min, q_max, acc_shift=0):
     """x: (1, Cin) ints; w: (Cout, Cin)."""
     x = np.asarray(x, np.int64).reshape(1, -1) - z_in
     wz = np.asarray(w, np.int64) - np.asarray(w_zero, np.int64).reshape(-1, 1)
-    acc = np.rint(x.astype(np.float64) @ wz.T.astype(np.float64)) + np.asarray(bias, np.float64)
+    acc = (np.rint(x.astype(np.float64) @ wz.T.astype(np.float64)) * float(1 << acc_shift)
+           + np.asarray(bias, np.float64))
     acc = _check_acc(acc, "linear")
     return requantize(acc, m0, n0, z_out, q_min, q_max)
 
