@@ -27,6 +27,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ModelError
+from ..reference.packing import int_range
 
 # ONNX element type -> (bits, signed, 8-bit container type)
 QTYPES = {
@@ -51,9 +52,7 @@ class QSpec:
 
     @property
     def q_range(self) -> tuple[int, int]:
-        if self.signed:
-            return -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
-        return 0, (1 << self.bits) - 1
+        return int_range(self.bits, self.signed)
 
 
 @dataclass
@@ -176,7 +175,7 @@ def prepare_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, QdqInfo]:
 
 
 def _check_zp(zp: np.ndarray, bits: int, signed: bool, node) -> None:
-    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    lo, hi = int_range(bits, signed)
     if zp.size and (zp.min() < lo or zp.max() > hi):
         raise ModelError(f"node '{node.name}' ({node.op_type}): zero point out of range "
                          f"[{lo}, {hi}] for {bits}-bit {'signed' if signed else 'unsigned'}")

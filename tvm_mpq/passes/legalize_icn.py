@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import tvm_adapter as ta
 from ..errors import ModelError
+from ..reference.packing import int_range
 from ..reference.icn import quantize_multiplier, quantize_multipliers
 from .ops import make_call
 
@@ -50,9 +51,7 @@ class QAct:
 
     @property
     def q_range(self) -> tuple[int, int]:
-        if self.signed:
-            return -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
-        return 0, (1 << self.bits) - 1
+        return int_range(self.bits, self.signed)
 
 
 @dataclass

@@ -18,6 +18,13 @@ import numpy as np
 BITS = (8, 4, 2)
 
 
+def int_range(bits: int, signed: bool) -> tuple[int, int]:
+    """The integers a `bits`-wide tensor holds: two's complement if signed."""
+    if signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
 def row_bytes(n: int, bits: int) -> int:
     """Bytes of one packed row of n elements."""
     _check_bits(bits)
