@@ -148,7 +148,7 @@ def conv_case(seed, kind, in_bits, out_bits, w_bits, per_channel, *, h=7, c=5, c
     spec = KernelSpec(kind, (1, h, h, c), (1, ho, ho, cout), kernel=k, stride=stride, pad=pad,
                       in_bits=in_bits, out_bits=out_bits, w_bits=w_bits, in_signed=in_signed,
                       out_signed=out_signed, w_signed=w_signed, z_in=z_in, z_out=z_out,
-                      q_min=q_min, q_max=q_max, suffix=f"t{seed}")
+                      q_min=q_min, q_max=q_max, suffix=f"t{seed}", acc_shift=seed % 3)
     drng = np.random.default_rng([seed, int(per_channel)])
     x = _ints(drng, in_bits, in_signed, (1, h, h, c))
     w = _ints(drng, w_bits, w_signed, (cout, k, k, 1 if kind == "depthwise" else c))
@@ -156,8 +156,9 @@ def conv_case(seed, kind, in_bits, out_bits, w_bits, per_channel, *, h=7, c=5, c
     w_zero = np.broadcast_to(w_zero, (cout,))
     bias, m0, n0 = _icn_params(drng, cout, k * k * (1 if kind == "depthwise" else c),
                                in_bits, w_bits, out_bits)
+    n0 = (np.asarray(n0) - spec.acc_shift).astype(np.int8)     # same scale, finer bias
     want = ops.conv2d(x, w, w_zero, bias, z_in, stride, pad, m0, n0, z_out, q_min, q_max,
-                      depthwise=kind == "depthwise")
+                      depthwise=kind == "depthwise", acc_shift=spec.acc_shift)
     p = pack_params(spec, w, w_zero, bias, m0, n0)
     args = [pack(x[0], in_bits).tobytes()] + [p[n][1] for n in ("w", "w_zero", "bias", "m0", "n0")]
     return Case(spec, args, want)
@@ -171,12 +172,14 @@ def linear_case(seed, in_bits, out_bits, w_bits, *, kdim=37, n=11, in_signed=Fal
     spec = KernelSpec("linear", (1, kdim), (1, n), in_bits=in_bits, out_bits=out_bits,
                       w_bits=w_bits, in_signed=in_signed, out_signed=out_signed,
                       w_signed=w_signed, z_in=z_in, z_out=0, q_min=q_min, q_max=q_max,
-                      suffix=f"t{seed}")
+                      suffix=f"t{seed}", acc_shift=seed % 2)
     x = _ints(rng, in_bits, in_signed, (1, kdim))
     w = _ints(rng, w_bits, w_signed, (n, kdim))
     w_zero = np.broadcast_to(_ints(rng, w_bits, w_signed, n if per_channel else 1), (n,))
     bias, m0, n0 = _icn_params(rng, n, kdim, in_bits, w_bits, out_bits)
-    want = ops.linear(x, w, w_zero, bias, z_in, m0, n0, 0, q_min, q_max)
+    n0 = (np.asarray(n0) - spec.acc_shift).astype(np.int8)
+    want = ops.linear(x, w, w_zero, bias, z_in, m0, n0, 0, q_min, q_max,
+                      acc_shift=spec.acc_shift)
     p = pack_params(spec, w, w_zero, bias, m0, n0)
     args = [pack(x, in_bits).tobytes()] + [p[k][1] for k in ("w", "w_zero", "bias", "m0", "n0")]
     return Case(spec, args, want)

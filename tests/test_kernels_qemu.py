@@ -43,17 +43,19 @@ def _case(i, kind, in_bits, out_bits, w_bits, rng):
     q_min, q_max = ((-(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1) if out_signed
                     else (0, (1 << out_bits) - 1))
     z_in = int(rng.integers(0, 1 << in_bits))
+    acc_shift = i % 3                                  # bias fractional bits
+    n0 = (n0.astype(np.int64) - acc_shift).astype(np.int8)
     if kind == "linear":
-        y = ops.linear(x, w, w_zero, bias, z_in, m0, n0, 0, q_min, q_max)
+        y = ops.linear(x, w, w_zero, bias, z_in, m0, n0, 0, q_min, q_max, acc_shift=acc_shift)
         out_shape = (1, cout)
     else:
         y = ops.conv2d(x, w, w_zero, bias, z_in, stride, pad, m0, n0, 1, q_min, q_max,
-                       depthwise=kind == "depthwise")
+                       depthwise=kind == "depthwise", acc_shift=acc_shift)
         out_shape = y.shape
     spec = KernelSpec(kind, in_shape, out_shape, kernel=k, stride=stride, pad=pad,
                       in_bits=in_bits, out_bits=out_bits, w_bits=w_bits, w_signed=w_signed,
                       out_signed=out_signed, z_in=z_in, z_out=0 if kind == "linear" else 1,
-                      q_min=q_min, q_max=q_max)
+                      q_min=q_min, q_max=q_max, acc_shift=acc_shift)
     params = pack_params(spec, w, w_zero, bias, m0, n0)
     return spec, pack(x.reshape(-1, in_shape[-1]), in_bits).tobytes(), params, y
 

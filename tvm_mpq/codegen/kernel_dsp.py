@@ -95,7 +95,10 @@ def _store_block(T, y, y_base, n_out: int, first, group: int, spec, value):
 
 def _requant(spec, acc, o, bias, m0, n0):
     """kernel_te.requantize as the C micro-kernel mpq_dsp_requant (a cheaper shift)."""
-    return ta.tirx().call_extern("int32", "mpq_dsp_requant", acc + bias[o], m0[o],
+    from .kernel_te import with_bias
+
+    return ta.tirx().call_extern("int32", "mpq_dsp_requant",
+                                 with_bias(acc, bias[o], spec.acc_shift), m0[o],
                                  n0[o].astype("int32"), spec.z_out, spec.q_min, spec.q_max)
 
 

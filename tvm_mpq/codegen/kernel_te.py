@@ -52,19 +52,29 @@ def load(buf, prefix: tuple, ch, bits: int, signed: bool, offset=None):
 
 
 def requantize(acc, m0, n0, z_out: int, q_min: int, q_max: int):
-    """ICN (reference.icn): s = 31 - n0; y = (acc * m0 + 2^(s-1)) >> s; clamp(y + z_out).
+    """ICN (reference.icn): P = acc * m0, s = 31 - n0; y = P / 2^s rounded to nearest,
+    ties to even; clamp(y + z_out).
 
     `acc` is the int32 accumulator with the bias added (the golden model keeps that sum
-    in int32). Computed as ((acc * m0 >> (s - 1)) + 1) >> 1, which equals the rounding
-    above for every integer (floor semantics) and needs one variable 64-bit shift.
+    in int32). The remainder test avoids a second variable shift: r = P - (q << s).
     """
     tirx = ta.tirx()
-    one = tirx.const(1, "int64")
-    q = (acc.astype("int64") * m0.astype("int64")) >> (tirx.const(30, "int64")
-                                                      - n0.astype("int64"))
-    y = ((q + one) >> one) + tirx.const(z_out, "int64")
-    y = tirx.max(tirx.min(y, tirx.const(q_max, "int64")), tirx.const(q_min, "int64"))
+    i64 = "int64"
+    one = tirx.const(1, i64)
+    p = acc.astype(i64) * m0.astype(i64)
+    s = tirx.const(31, i64) - n0.astype(i64)
+    q = p >> s
+    r = p - (q << s)
+    half = one << (s - one)
+    up = tirx.Or(r > half, tirx.And(r == half, (q & one) == one))
+    y = q + tirx.Select(up, one, tirx.const(0, i64)) + tirx.const(z_out, i64)
+    y = tirx.max(tirx.min(y, tirx.const(q_max, i64)), tirx.const(q_min, i64))
     return y.astype("int32")
+
+
+def with_bias(acc, bias, acc_shift: int):
+    """The accumulator in bias units: (acc << acc_shift) + bias (reference.ops)."""
+    return (acc << acc_shift) + bias if acc_shift else acc + bias
 
 
 def pack_rows(prefix_shape: tuple, n: int, bits: int, value):
@@ -159,7 +169,8 @@ def conv(spec):
             xin(i * s + rh, j * s + rw, rc) * weight(clamp(o), rh, rw, rc),
             axis=[rh, rw, rc]), name="acc")
     y = pack_rows((ho, wo), cout, spec.out_bits, lambda i, j, o: requantize(
-        acc[i, j, o] + bias[o], m0[o], n0[o], spec.z_out, spec.q_min, spec.q_max))
+        with_bias(acc[i, j, o], bias[o], spec.acc_shift), m0[o], n0[o], spec.z_out,
+        spec.q_min, spec.q_max))
     unroll = 0 if depthwise else _channel_unroll(c, spec.in_bits, spec.w_bits)
     return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits, unroll_channels=unroll,
                       channel_block=block)
@@ -180,7 +191,8 @@ def linear(spec):
         * load(wt, (clamp(o),), r, spec.w_bits, spec.w_signed, wz[clamp(o)].astype("int32")),
         axis=[r]), name="acc")
     y = pack_rows((), n, spec.out_bits, lambda o: requantize(
-        acc[o] + bias[o], m0[o], n0[o], spec.z_out, spec.q_min, spec.q_max))
+        with_bias(acc[o], bias[o], spec.acc_shift), m0[o], n0[o], spec.z_out, spec.q_min,
+        spec.q_max))
     return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits,
                       unroll_channels=_channel_unroll(kdim, spec.in_bits, spec.w_bits),
                       channel_block=CHANNEL_BLOCK)

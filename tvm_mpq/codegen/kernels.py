@@ -108,6 +108,7 @@ class KernelSpec:
     k_a: int = 0
     k_b: int = 0
     shift: int = 1
+    acc_shift: int = 0              # bias fractional bits: (acc << acc_shift) + bias
     b_bits: int | None = None       # add: the second input's bits / sign (default: in_*)
     b_signed: bool | None = None
     suffix: str = ""
@@ -213,10 +214,12 @@ def _spec_from_call(call) -> KernelSpec:
                                                      not get("pad") else "conv")
         return KernelSpec(kind, in_shape, out_shape, kernel=kernel, stride=get("stride", 1),
                           pad=get("pad"), w_bits=get("w_bits", 8),
-                          w_signed=bool(get("w_signed")), z_in=get("z_in"), **common)
+                          w_signed=bool(get("w_signed")), z_in=get("z_in"),
+                          acc_shift=get("acc_shift", 0), **common)
     if op == "mpq.linear_icn":
         return KernelSpec("linear", in_shape, out_shape, w_bits=get("w_bits", 8),
-                          w_signed=bool(get("w_signed")), z_in=get("z_in"), **common)
+                          w_signed=bool(get("w_signed")), z_in=get("z_in"),
+                          acc_shift=get("acc_shift", 0), **common)
     if op == "mpq.avg_pool_icn":
         return KernelSpec("avg_pool", in_shape, out_shape, kernel=get("kernel"),
                           stride=get("stride", 1), z_in=get("z_in"), **common)
@@ -301,6 +304,8 @@ def _validate(s: KernelSpec) -> None:
 
     if s.kind not in KINDS:
         bad(f"unknown kind {s.kind!r}; expected one of {KINDS}")
+    if not 0 <= s.acc_shift <= 16:
+        bad(f"acc_shift {s.acc_shift} outside 0..16")
     for what, b in (("in_bits", s.in_bits), ("out_bits", s.out_bits), ("w_bits", s.w_bits),
                     ("b_bits", s.b_bits)):
         if b not in BITS:

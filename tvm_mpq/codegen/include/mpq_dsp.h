@@ -377,20 +377,19 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dw(int32_t *acc, const uint8_t *x, const int32_t 
     return 0;
 }
 
-/* ICN requantization, exactly tvm_mpq.reference.icn: y = clamp(((acc * m0 >> (30 - n0)) + 1)
- * >> 1) + z_out, q_min, q_max), 64-bit product; when the shift is 32 or more, the high word
- * of the product alone gives the same floor (one SMULL and one ASR). */
+/* ICN requantization, exactly tvm_mpq.reference.icn: 64-bit product, rounding to nearest
+ * with ties to even (the remainder test), then the output zero point and the clamp. */
 MPQ_DSP_INLINE int32_t mpq_dsp_requant(int32_t acc, int32_t m0, int32_t n0, int32_t z_out,
                                        int32_t q_min, int32_t q_max)
 {
+    /* ICN (reference/icn.py): P = acc * m0, s = 31 - n0, y = P / 2^s rounded to nearest
+     * with ties to even, then + z_out and clamp. */
     const int64_t p = (int64_t)acc * m0;
-    const int32_t sh = 30 - n0;
-    if (sh >= 32) {         /* |p| < 2^62: the high word is below 2^30, no overflow below */
-        int32_t q = (int32_t)((uint64_t)p >> 32) >> (sh - 32);
-        q = ((q + 1) >> 1) + z_out;
-        return q < q_min ? q_min : (q > q_max ? q_max : q);
-    }
-    int64_t q = ((p >> sh) + 1) >> 1;
+    const int32_t sh = 31 - n0;
+    int64_t q = p >> sh;
+    const uint64_t r = (uint64_t)(p - (q << sh));
+    const uint64_t half = (uint64_t)1 << (sh - 1);
+    q += (r > half) | ((r == half) & (uint64_t)(q & 1));
     q += z_out;
     return (int32_t)(q < q_min ? q_min : (q > q_max ? q_max : q));
 }
