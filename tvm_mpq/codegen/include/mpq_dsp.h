@@ -377,19 +377,29 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dw(int32_t *acc, const uint8_t *x, const int32_t 
     return 0;
 }
 
-/* ICN requantization, exactly tvm_mpq.reference.icn: 64-bit product, rounding to nearest
- * with ties to even (the remainder test), then the output zero point and the clamp. */
+/* ICN requantization, exactly tvm_mpq.reference.icn: P = acc * m0 (64-bit), y = P / 2^s
+ * (s = 31 - n0) rounded to nearest with ties to even, + z_out, clamped.
+ * With t = P >> (s - 1): round-half-up is (t + 1) >> 1; an exact tie (t odd, no bits below)
+ * whose half-up result is odd (t & 3 == 1) goes one down. When s >= 33, t comes from the
+ * high word alone (one SMULL, one ASR) and the sticky bits from the low word. */
 MPQ_DSP_INLINE int32_t mpq_dsp_requant(int32_t acc, int32_t m0, int32_t n0, int32_t z_out,
                                        int32_t q_min, int32_t q_max)
 {
-    /* ICN (reference/icn.py): P = acc * m0, s = 31 - n0, y = P / 2^s rounded to nearest
-     * with ties to even, then + z_out and clamp. */
     const int64_t p = (int64_t)acc * m0;
     const int32_t sh = 31 - n0;
-    int64_t q = p >> sh;
-    const uint64_t r = (uint64_t)(p - (q << sh));
-    const uint64_t half = (uint64_t)1 << (sh - 1);
-    q += (r > half) | ((r == half) & (uint64_t)(q & 1));
-    q += z_out;
-    return (int32_t)(q < q_min ? q_min : (q > q_max ? q_max : q));
+    int64_t y;
+    if (sh >= 33) {
+        const int32_t hi = (int32_t)(p >> 32);
+        const uint32_t lo = (uint32_t)p;
+        const int32_t k = sh - 33;
+        const int32_t t = hi >> k;
+        const uint32_t sticky = lo | ((uint32_t)hi & ((1u << k) - 1u));
+        y = ((t + 1) >> 1) - (((t & 3) == 1) & (sticky == 0));
+    } else {
+        const int64_t t = p >> (sh - 1);
+        const int64_t sticky = p & (((int64_t)1 << (sh - 1)) - 1);
+        y = ((t + 1) >> 1) - (((t & 3) == 1) & (sticky == 0));
+    }
+    y += z_out;
+    return (int32_t)(y < q_min ? q_min : (y > q_max ? q_max : y));
 }

@@ -1,0 +1,74 @@
+"""The C requantization micro-kernel (include/mpq_dsp.h, used by the fast kernels) equals
+reference.icn.requantize on every path: high-word fast path (s >= 33), 64-bit path,
+exact ties (to even), negative values, clamping."""
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tvm_mpq.reference import icn
+
+HEADER = Path(__file__).resolve().parents[1] / "tvm_mpq/codegen/include/mpq_dsp.h"
+SRC = """
+#include <stdint.h>
+#include "mpq_dsp.h"
+void requant_all(const int32_t *acc, const int32_t *m0, const int32_t *n0, int32_t n,
+                 int32_t z, int32_t lo, int32_t hi, int32_t *y) {
+    for (int32_t i = 0; i < n; i++) y[i] = mpq_dsp_requant(acc[i], m0[i], n0[i], z, lo, hi);
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rq")
+    (d / "rq.c").write_text(SRC)
+    subprocess.run([shutil.which("gcc"), "-O2", "-shared", "-fPIC", f"-I{HEADER.parent}",
+                    str(d / "rq.c"), "-o", str(d / "rq.so")], check=True)
+    return ctypes.CDLL(str(d / "rq.so"))
+
+
+def _c(lib, acc, m0, n0, z, lo, hi):
+    acc, m0, n0 = (np.ascontiguousarray(a, np.int32) for a in (acc, m0, n0))
+    y = np.zeros(len(acc), np.int32)
+    p = ctypes.POINTER(ctypes.c_int32)
+    lib.requant_all(acc.ctypes.data_as(p), m0.ctypes.data_as(p), n0.ctypes.data_as(p),
+                    ctypes.c_int32(len(acc)), ctypes.c_int32(z), ctypes.c_int32(lo),
+                    ctypes.c_int32(hi), y.ctypes.data_as(p))
+    return y
+
+
+def test_random_multipliers(lib):
+    rng = np.random.default_rng(0)
+    n = 20000
+    acc = rng.integers(-(1 << 24), 1 << 24, n)
+    m = rng.uniform(1e-8, 2.0, n) * rng.choice([-1, 1], n)
+    pairs = [icn.quantize_multiplier(float(v)) for v in m]
+    m0 = np.array([p[0] for p in pairs])
+    n0 = np.array([p[1] for p in pairs])
+    want = np.array([icn.requantize(np.array([a]), b, c, 3, -100000, 100000)[0]
+                     for a, b, c in zip(acc, m0, n0)])
+    np.testing.assert_array_equal(_c(lib, acc, m0, n0, 3, -100000, 100000), want)
+
+
+@pytest.mark.parametrize("m", [0.5, 0.25, 1 / 16, 2.0 ** -20, 2.0 ** -28])
+def test_exact_ties_round_to_even(lib, m):
+    m0, n0 = icn.quantize_multiplier(m)
+    acc = np.arange(-4096, 4096) * int(round(0.5 / m)) if m < 0.5 else np.arange(-4096, 4096)
+    acc = np.clip(acc, -(1 << 31), (1 << 31) - 1)
+    want = icn.requantize(acc, m0, n0, 0, -(1 << 31), (1 << 31) - 1)
+    np.testing.assert_array_equal(want, np.rint(acc * m).astype(np.int64))   # numpy: to even
+    got = _c(lib, acc, np.full(acc.shape, m0), np.full(acc.shape, n0), 0, -(1 << 31),
+             (1 << 31) - 1)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_clamp(lib):
+    m0, n0 = icn.quantize_multiplier(0.75)
+    acc = np.array([-1000, -1, 0, 1, 5, 1000])
+    np.testing.assert_array_equal(_c(lib, acc, np.full(6, m0), np.full(6, n0), 1, 0, 3),
+                                  icn.requantize(acc, m0, n0, 1, 0, 3))
