@@ -93,3 +93,26 @@ def test_impossible_budget_compile(tmp_path):
     assert_user_error(run_cli("compile", "mobilenet_v1_0.25_32", "--flash", "10kB", "--ram",
                               "1kB", "-o", tmp_path / "o"), "cannot be met")
     assert not (tmp_path / "o").exists()
+
+
+def test_accumulator_overflow_is_rejected(qdq):
+    # A batch-norm shift of 1e6 makes the int32 bias (and accumulator) overflow: the
+    # converter must refuse the layer by name instead of wrapping silently.
+    beta = next(t.name for t in qdq.graph.initializer if t.name.endswith(".bn.beta"))
+    arr = numpy_helper.to_array(next(t for t in qdq.graph.initializer if t.name == beta))
+    m = _set_init(qdq, beta, np.full(arr.shape, 1e6, np.float32))
+    with pytest.raises(ModelError, match="overflow"):
+        convert(m)
+
+
+def test_same_model_same_firmware_bytes(qdq, tmp_path):
+    from tvm_mpq.target.build import firmware_path
+
+    f = tmp_path / "q.onnx"
+    onnx.save(qdq, f)
+    images = []
+    for name in ("a", "b"):
+        p = run_cli("compile", f, "--board", "qemu_m7", "-o", tmp_path / name)
+        assert p.returncode == 0, p.stderr
+        images.append(firmware_path("qemu_m7", tmp_path / name / "build/qemu_m7").read_bytes())
+    assert images[0] == images[1]
