@@ -27,8 +27,8 @@ def main() -> int:
     ap.add_argument("--scheme", default="mixpc")
     ap.add_argument("--out-dir", default="/tmp/tvm-mpq-compile-table")
     args = ap.parse_args()
-    print(f"| model | plan (bits) | firmware FLASH (B) | firmware RAM (B) | arena (B) | "
-          f"result | compile s |")
+    print("| model | plan (bits) | firmware FLASH (B) | firmware RAM (B) | arena (B) | "
+          "result | compile s |")
     print("|---|---|---:|---:|---:|---|---:|")
     for w in args.widths.split(","):
         for r in args.resolutions.split(","):

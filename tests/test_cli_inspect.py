@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import assert_user_error, run_cli

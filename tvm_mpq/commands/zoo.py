@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import onnx
 
 from ..fsutil import write_bytes_atomic
 from ..models.zoo import zoo_model, zoo_names
