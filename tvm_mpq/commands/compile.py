@@ -64,12 +64,23 @@ def run(args) -> int:
     from ..passes.pipeline import convert
     from ..target.boards import get_board
 
+    import time
+
+    t0 = time.time()
+
+    def step(what: str) -> None:      # progress on stdout: stderr stays for errors
+        if not args.quiet:
+            out(f"[{time.time() - t0:5.1f} s] {what}")
+
     board = get_board(args.board)
     model = load_model(args.model, num_classes=args.num_classes, in_channels=args.in_channels)
     budget = budget_from_args(args)
+    step("plan and quantize" if budget else "read the quantized model")
     prep = prepare(model, args.model, budget, args.calib, args.num_samples)
+    step("convert to the integer-only graph (Relax passes)")
     im = convert(prep.qdq, origin=args.model)
     name = prep.graph.name or Path(args.model).stem
+    step("generate C (kernels, memory plan, model.c)")
     gen = generate_model(im.mod, name, layer_info(prep.graph))
     extra = {"budget": None if budget is None else {
         "flash_bytes": budget.flash_bytes, "ram_bytes": budget.ram_bytes,
@@ -88,6 +99,7 @@ def run(args) -> int:
         f"{gen.memory.arena_bytes:,} B, weights+parameters {gen.const_bytes:,} B")
     if args.no_build:
         return 0
+    step(f"build the firmware for {board.name} (CMake)")
     report = build_and_report(Path(args.output), board.name, meta)
     out(report)
     return 0
