@@ -103,3 +103,16 @@ def test_bad_zoo_name():
 def test_help_has_examples():
     p = run_cli("inspect", "--help")
     assert p.returncode == 0 and "examples:" in p.stdout
+
+
+def test_every_verb_has_help_with_examples():
+    from tvm_mpq.cli import VERBS
+
+    for verb in VERBS:
+        p = run_cli(verb, "--help")
+        assert p.returncode == 0 and "examples:" in p.stdout, verb
+
+
+def test_unknown_verb_is_a_usage_error():
+    p = run_cli("frobnicate")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
