@@ -55,7 +55,8 @@ def _case(i, kind, in_bits, out_bits, w_bits, rng):
     spec = KernelSpec(kind, in_shape, out_shape, kernel=k, stride=stride, pad=pad,
                       in_bits=in_bits, out_bits=out_bits, w_bits=w_bits, w_signed=w_signed,
                       out_signed=out_signed, z_in=z_in, z_out=0 if kind == "linear" else 1,
-                      q_min=q_min, q_max=q_max, acc_shift=acc_shift)
+                      q_min=q_min, q_max=q_max, acc_shift=acc_shift,
+                      ties=icn.ties_possible(m0, n0))
     params = pack_params(spec, w, w_zero, bias, m0, n0)
     return spec, pack(x.reshape(-1, in_shape[-1]), in_bits).tobytes(), params, y
 

@@ -20,6 +20,11 @@ void requant_all(const int32_t *acc, const int32_t *m0, const int32_t *n0, int32
                  int32_t z, int32_t lo, int32_t hi, int32_t *y) {
     for (int32_t i = 0; i < n; i++) y[i] = mpq_dsp_requant(acc[i], m0[i], n0[i], z, lo, hi);
 }
+void requant_noties(const int32_t *acc, const int32_t *m0, const int32_t *n0, int32_t n,
+                    int32_t z, int32_t lo, int32_t hi, int32_t *y) {
+    for (int32_t i = 0; i < n; i++)
+        y[i] = mpq_dsp_requant_noties(acc[i], m0[i], n0[i], z, lo, hi);
+}
 """
 
 
@@ -32,11 +37,11 @@ def lib(tmp_path_factory):
     return ctypes.CDLL(str(d / "rq.so"))
 
 
-def _c(lib, acc, m0, n0, z, lo, hi):
+def _c(lib, acc, m0, n0, z, lo, hi, fn="requant_all"):
     acc, m0, n0 = (np.ascontiguousarray(a, np.int32) for a in (acc, m0, n0))
     y = np.zeros(len(acc), np.int32)
     p = ctypes.POINTER(ctypes.c_int32)
-    lib.requant_all(acc.ctypes.data_as(p), m0.ctypes.data_as(p), n0.ctypes.data_as(p),
+    getattr(lib, fn)(acc.ctypes.data_as(p), m0.ctypes.data_as(p), n0.ctypes.data_as(p),
                     ctypes.c_int32(len(acc)), ctypes.c_int32(z), ctypes.c_int32(lo),
                     ctypes.c_int32(hi), y.ctypes.data_as(p))
     return y
@@ -72,3 +77,25 @@ def test_clamp(lib):
     acc = np.array([-1000, -1, 0, 1, 5, 1000])
     np.testing.assert_array_equal(_c(lib, acc, np.full(6, m0), np.full(6, n0), 1, 0, 3),
                                   icn.requantize(acc, m0, n0, 1, 0, 3))
+
+
+def test_no_ties_variant_where_ties_are_impossible(lib):
+    rng = np.random.default_rng(1)
+    n = 20000
+    acc = rng.integers(-(1 << 30), 1 << 30, n)
+    m = 10.0 ** rng.uniform(-9, -1, n)          # conv-layer multipliers (M / 2^acc_shift)
+    pairs = [icn.quantize_multiplier(float(v)) for v in m]
+    keep = [i for i, (a, b) in enumerate(pairs) if not icn.ties_possible(a, b)]
+    assert len(keep) > n // 2
+    acc = acc[keep]
+    m0 = np.array([pairs[i][0] for i in keep])
+    n0 = np.array([pairs[i][1] for i in keep])
+    want = np.array([icn.requantize(np.array([a]), b, c, 0, -(1 << 31), (1 << 31) - 1)[0]
+                     for a, b, c in zip(acc, m0, n0)])
+    got = _c(lib, acc, m0, n0, 0, -(1 << 31), (1 << 31) - 1, fn="requant_noties")
+    np.testing.assert_array_equal(got, want)
+
+
+def test_ties_possible():
+    assert icn.ties_possible(*icn.quantize_multiplier(0.25))      # pooling: m0 = 2^30
+    assert not icn.ties_possible(*icn.quantize_multiplier(0.3))

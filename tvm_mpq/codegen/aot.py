@@ -65,6 +65,18 @@ def _c_array(ctype: str, name: str, data: bytes) -> str:
     return f"const {ctype} {name}[{n}] __attribute__((aligned(4))) = {{\n    {body}\n}};\n"
 
 
+def _ties_possible(call) -> bool:
+    """Whether this layer's m0/n0 allow exact rounding ties (else a cheaper rounding)."""
+    from ..reference.icn import ties_possible
+
+    consts = [ta.constant_numpy(a) for a in call.args if ta.is_constant(a)]
+    if call.op.name in ("mpq.conv2d_icn", "mpq.linear_icn"):
+        return ties_possible(consts[3], consts[4])
+    if call.op.name == "mpq.avg_pool_icn":
+        return ties_possible(consts[0], consts[1])
+    return True
+
+
 def generate_model(mod, model_name: str, layer_info: dict | None = None) -> GeneratedModel:
     """`layer_info`: optional extra metadata per layer name (e.g. MACs from the layer graph)."""
     func = mod["main"]
@@ -90,7 +102,8 @@ def generate_model(mod, model_name: str, layer_info: dict | None = None) -> Gene
             continue
         spec = KernelSpec.from_relax_call(call)
         layer_name = spec.suffix
-        spec = dataclasses.replace(spec, suffix="")          # identical layers share code
+        spec = dataclasses.replace(spec, suffix="",          # identical layers share code
+                                   ties=_ties_possible(call))
         steps.append((var, call, spec, layer_name))
         bits_of[var] = spec.out_bits
     out_var = func.body.body

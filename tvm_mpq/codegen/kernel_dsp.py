@@ -97,7 +97,8 @@ def _requant(spec, acc, o, bias, m0, n0):
     """kernel_te.requantize as the C micro-kernel mpq_dsp_requant (a cheaper shift)."""
     from .kernel_te import with_bias
 
-    return ta.tirx().call_extern("int32", "mpq_dsp_requant",
+    fn = "mpq_dsp_requant" if spec.ties else "mpq_dsp_requant_noties"
+    return ta.tirx().call_extern("int32", fn,
                                  with_bias(acc, bias[o], spec.acc_shift), m0[o],
                                  n0[o].astype("int32"), spec.z_out, spec.q_min, spec.q_max)
 

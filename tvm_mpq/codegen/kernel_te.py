@@ -51,7 +51,7 @@ def load(buf, prefix: tuple, ch, bits: int, signed: bool, offset=None):
     return v if offset is None else v - offset
 
 
-def requantize(acc, m0, n0, z_out: int, q_min: int, q_max: int):
+def requantize(acc, m0, n0, z_out: int, q_min: int, q_max: int, ties: bool = True):
     """ICN (reference.icn): P = acc * m0, s = 31 - n0; y = P / 2^s rounded to nearest,
     ties to even; clamp(y + z_out).
 
@@ -62,6 +62,11 @@ def requantize(acc, m0, n0, z_out: int, q_min: int, q_max: int):
     i64 = "int64"
     one = tirx.const(1, i64)
     p = acc.astype(i64) * m0.astype(i64)
+    if not ties:        # no exact tie can occur: round half up == ties to even
+        q = p >> (tirx.const(30, i64) - n0.astype(i64))
+        y = ((q + one) >> one) + tirx.const(z_out, i64)
+        y = tirx.max(tirx.min(y, tirx.const(q_max, i64)), tirx.const(q_min, i64))
+        return y.astype("int32")
     s = tirx.const(31, i64) - n0.astype(i64)
     q = p >> s
     r = p - (q << s)
@@ -170,7 +175,7 @@ def conv(spec):
             axis=[rh, rw, rc]), name="acc")
     y = pack_rows((ho, wo), cout, spec.out_bits, lambda i, j, o: requantize(
         with_bias(acc[i, j, o], bias[o], spec.acc_shift), m0[o], n0[o], spec.z_out,
-        spec.q_min, spec.q_max))
+        spec.q_min, spec.q_max, spec.ties))
     unroll = 0 if depthwise else _channel_unroll(c, spec.in_bits, spec.w_bits)
     return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits, unroll_channels=unroll,
                       channel_block=block)
@@ -191,8 +196,8 @@ def linear(spec):
         * load(wt, (clamp(o),), r, spec.w_bits, spec.w_signed, wz[clamp(o)].astype("int32")),
         axis=[r]), name="acc")
     y = pack_rows((), n, spec.out_bits, lambda o: requantize(
-        with_bias(acc[o], bias[o], spec.acc_shift), m0[o], n0[o], spec.z_out, spec.q_min,
-        spec.q_max))
+        with_bias(acc[o], bias[o], spec.acc_shift), m0[o], n0[o], spec.z_out,
+        spec.q_min, spec.q_max, spec.ties))
     return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits,
                       unroll_channels=_channel_unroll(kdim, spec.in_bits, spec.w_bits),
                       channel_block=CHANNEL_BLOCK)
@@ -213,7 +218,8 @@ def avg_pool(spec):
         load(x, (i * s + rh, j * s + rw), clamp(ch), spec.in_bits, spec.in_signed)
         - spec.z_in, axis=[rh, rw]), name="acc")
     y = pack_rows((ho, wo), c, spec.out_bits, lambda i, j, ch: requantize(
-        acc[i, j, ch], m0[0], n0[0], spec.z_out, spec.q_min, spec.q_max))
+        acc[i, j, ch], m0[0], n0[0], spec.z_out,
+        spec.q_min, spec.q_max, spec.ties))
     return _scheduled([x, m0, n0, y], spec.out_bits, channel_block=WINDOW_CHANNEL_BLOCK)
 
 

@@ -109,6 +109,8 @@ class KernelSpec:
     k_b: int = 0
     shift: int = 1
     acc_shift: int = 0              # bias fractional bits: (acc << acc_shift) + bias
+    ties: bool = True               # False: m0/n0 make exact ties impossible
+                                    # (reference.icn.ties_possible): cheaper rounding
     b_bits: int | None = None       # add: the second input's bits / sign (default: in_*)
     b_signed: bool | None = None
     suffix: str = ""

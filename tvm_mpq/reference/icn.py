@@ -69,3 +69,24 @@ def requantize(acc: np.ndarray, m0: np.ndarray, n0: np.ndarray, z_out: int,
     half = np.int64(1) << (s - 1)
     y = q + ((r > half) | ((r == half) & ((q & 1) == 1)))   # round half to even
     return np.clip(y + z_out, q_min, q_max).astype(np.int32)
+
+
+def ties_possible(m0, n0) -> bool:
+    """Can P = acc * m0 (|acc| < 2^31) ever sit exactly halfway between two outputs?
+
+    A tie needs P mod 2^s == 2^(s-1), i.e. v2(acc) = s - 1 - v2(m0); an int32 accumulator
+    has v2(acc) <= 30, so ties are impossible when s - v2(m0) > 31. Kernels then may use
+    the cheaper round-half-up, which gives identical results for every accumulator.
+    (Ties are real for average pooling, where m0 is a power of two.)
+    """
+    m0 = np.atleast_1d(np.asarray(m0, np.int64))
+    s = 31 - np.atleast_1d(np.asarray(n0, np.int64))
+    for a, b in zip(np.broadcast_to(m0, np.broadcast(m0, s).shape),
+                    np.broadcast_to(s, np.broadcast(m0, s).shape)):
+        a = int(a)
+        if a == 0:
+            continue
+        v = (abs(a) & -abs(a)).bit_length() - 1
+        if int(b) - v <= 31:
+            return True
+    return False

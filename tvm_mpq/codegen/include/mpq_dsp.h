@@ -377,6 +377,23 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dw(int32_t *acc, const uint8_t *x, const int32_t 
     return 0;
 }
 
+/* The same when no exact tie can occur (reference.icn.ties_possible is False for this
+ * layer's m0/n0): round half up is then identical. One SMULL and one ASR when s >= 32. */
+MPQ_DSP_INLINE int32_t mpq_dsp_requant_noties(int32_t acc, int32_t m0, int32_t n0,
+                                              int32_t z_out, int32_t q_min, int32_t q_max)
+{
+    const int64_t p = (int64_t)acc * m0;
+    const int32_t sh = 30 - n0;
+    int64_t q;
+    if (sh >= 32) {
+        q = ((int32_t)(p >> 32)) >> (sh - 32);
+    } else {
+        q = p >> sh;
+    }
+    q = ((q + 1) >> 1) + z_out;
+    return (int32_t)(q < q_min ? q_min : (q > q_max ? q_max : q));
+}
+
 /* ICN requantization, exactly tvm_mpq.reference.icn: P = acc * m0 (64-bit), y = P / 2^s
  * (s = 31 - n0) rounded to nearest with ties to even, + z_out, clamped.
  * With t = P >> (s - 1): round-half-up is (t + 1) >> 1; an exact tie (t odd, no bits below)
