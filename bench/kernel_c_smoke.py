@@ -13,6 +13,8 @@ counts are not cycles (a Cortex-M7 issues up to two a cycle); the CMSIS-NN int8 
 
 from __future__ import annotations
 
+import dataclasses
+
 import argparse
 import ctypes
 import shutil
@@ -77,6 +79,8 @@ def make_layer(lid: str, bits: tuple[int, int, int], seed: int = 0):
                           depthwise=kind == "depthwise")
         xp = pack(x[0], ib)
     consts = pack_params(spec, w, w_zero, bias, m0, n0)
+    # as the compiler does (codegen/aot.py): the cheaper rounding when no tie can occur
+    spec = dataclasses.replace(spec, ties=icn.ties_possible(m0, n0))
     return spec, xp.tobytes(), consts, pack(want, ob).tobytes(), macs
 
 
