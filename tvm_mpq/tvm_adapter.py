@@ -177,3 +177,11 @@ def tir_codegen_build(mod, target):
     import importlib
 
     return importlib.import_module("tvm.tirx.build").codegen_build(mod, target)
+
+
+def tir_ir_builder():
+    """(IRBuilder, T): TVMScript's imperative TIR builder (`T` is the tirx namespace)."""
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.script.ir_builder import tirx as T
+
+    return IRBuilder, T

@@ -105,8 +105,7 @@ def _requant(spec, acc, o, bias, m0, n0):
 
 def gemm(spec, name: str):
     """conv / pointwise / linear with im2col columns in `scratch` and 2x2 dot products."""
-    from tvm.script.ir_builder import IRBuilder
-    from tvm.script.ir_builder import tirx as T
+    IRBuilder, T = ta.tir_ir_builder()
 
     tirx = ta.tirx()
     h, w, c, ho, wo, cout, k, stride, pad = _dims(spec)
@@ -174,8 +173,7 @@ def gemm(spec, name: str):
 
 def depthwise(spec, name: str):
     """Depthwise conv: blocks of 4 channels, weights widened once per block."""
-    from tvm.script.ir_builder import IRBuilder
-    from tvm.script.ir_builder import tirx as T
+    IRBuilder, T = ta.tir_ir_builder()
 
     tirx = ta.tirx()
     h, w, c, ho, wo, _, k, stride, pad = _dims(spec)
