@@ -8,7 +8,7 @@ from ..errors import MpqError
 from ..report.table import format_table
 from .common import add_model_args, out, verb_parser
 
-DEVICES = {"stm32h743": (2 * 1024 * 1024, 512 * 1024)}
+from .plan import DEVICES  # one table of device presets
 
 
 def add_budget_args(p) -> None:

@@ -74,7 +74,7 @@ def _run_onnx(args) -> int:
 
 def _run_build(args, outdir: Path) -> int:
     from ..codegen.project import read_metadata
-    from ..reference.packing import pack, unpack
+    from ..evaluate import unpack_outputs
     from ..target import build_firmware, run_host, run_qemu
     from ..target.boards import get_board
     from ..tensor_io import load_input
@@ -84,17 +84,13 @@ def _run_build(args, outdir: Path) -> int:
     if not board.can_run:
         raise MpqError(f"board '{board.name}' cannot run here (no hardware); use qemu_m7 or "
                        "host, or flash the firmware (see the README)")
-    inp, outp = meta["input"], meta["output"]
-    n, h, w, c = inp["shape_nhwc"]
-    q_dtype = "int8" if inp["signed"] else "uint8"
+    from ..evaluate import pack_inputs, quantize_images
 
-    def quantize(xf):
-        info = np.iinfo(q_dtype)
-        q = np.rint(np.asarray(xf, np.float64) / inp["scale"]) + inp["zero_point"]
-        return np.transpose(np.clip(q, info.min, info.max).astype(q_dtype), (0, 2, 3, 1))
-
-    x = load_input(args.input, (n, c, h, w), q_dtype, quantize, args.seed)
-    x_bytes = pack(x.reshape(-1, c), inp["bits"]).tobytes()
+    n, h, w, c = meta["input"]["shape_nhwc"]
+    q_dtype = "int8" if meta["input"]["signed"] else "uint8"
+    x = load_input(args.input, (n, c, h, w), q_dtype, lambda xf: quantize_images(meta, xf),
+                   args.seed)
+    x_bytes = pack_inputs(meta, x)
     profile = bool(args.profile) and board.name != "host"
     exe = build_firmware(outdir, board.name, outdir / "build" / (board.name +
                                                                  ("-profile" if profile else "")),
@@ -103,7 +99,8 @@ def _run_build(args, outdir: Path) -> int:
         res = run_host(exe, x_bytes, timeout_s=args.timeout)
     else:
         res = run_qemu(exe, x_bytes, timeout_s=args.timeout, count_instructions=profile)
-    y = _unpack_output(res.output_bytes, outp, unpack)
+    outp = meta["output"]
+    y = unpack_outputs(meta, res.output_bytes, 1)[0]
     deq = (y.astype(np.float64) - outp["zero_point"]) * outp["scale"]
     _report(y, deq)
     rc = 0
@@ -124,15 +121,6 @@ def _run_build(args, outdir: Path) -> int:
         rc |= _compare("golden model", run_reference(im.mod, x).reshape(y.shape), y)
     _save(args.output, deq)
     return rc
-
-
-def _unpack_output(data: bytes, outp: dict, unpack) -> np.ndarray:
-    n = outp["elements"]
-    if len(data) != outp["bytes"]:
-        raise MpqError(f"firmware wrote {len(data)} output bytes, expected {outp['bytes']}")
-    row = outp["shape"][-1]
-    arr = np.frombuffer(data, np.uint8).reshape(n // row, -1)
-    return unpack(arr, outp["bits"], row, signed=outp["signed"]).reshape(outp["shape"])
 
 
 def _print_profile(res, meta, outdir: Path) -> None:
