@@ -11,12 +11,14 @@ depthwise channel blocks) and 3x3 windows that are mostly padding."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
 
 from tvm_mpq.codegen import kernel_dsp
 from tvm_mpq.codegen.kernels import KernelSpec, generate_kernel, pack_params
+from tvm_mpq.errors import ModelError
 from tvm_mpq.reference import ops
 from tvm_mpq.reference.packing import pack
 
@@ -107,4 +109,47 @@ def test_plain_kernels_selectable_by_environment(monkeypatch):
     assert spec.dsp is False and generate_kernel(spec).scratch_bytes == 0
     monkeypatch.delenv("TVM_MPQ_PLAIN_KERNELS")
     spec = KernelSpec("pointwise", (1, 2, 2, 4), (1, 2, 2, 4))
-    assert spec.dsp is True and "mpq_dsp_dot_2x2" in generate_kernel(spec).c_source
+    assert spec.dsp is True and "mpq_dsp_dot(" in generate_kernel(spec).c_source
+
+
+def _schedules(spec):
+    space = kernel_dsp.schedule_space(spec)
+    for vals in itertools.product(*space.values()):
+        sched = dict(zip(space, vals))
+        if kernel_dsp.valid_schedule(spec, sched):
+            yield sched
+
+
+def test_every_schedule_gives_the_golden_bytes(builder):  # noqa: F811
+    """Each point of the tuning space (pixel block, channel block, unrolling) is exact:
+    odd pixel and channel counts (duplicate pixels / channels not stored), partial weight
+    words, 2-bit outputs (4 channels a byte), stride 2, and a linear layer."""
+    base = [conv_case(7700, "conv", 8, 8, 8, True, w_signed=True, h=5, c=7, cout=9),
+            conv_case(7701, "conv", 4, 2, 4, True, w_signed=True, stride=2, c=5, cout=6),
+            conv_case(7702, "pointwise", 2, 4, 2, True, h=3, c=13, cout=7),
+            conv_case(7703, "pointwise", 8, 8, 4, False, in_signed=True, h=5, c=8, cout=10),
+            linear_case(7704, 8, 8, 8, kdim=61, n=9, w_signed=True)]
+    cases = []
+    for c in base:
+        for i, sched in enumerate(_schedules(c.spec)):
+            spec = dataclasses.replace(c.spec, suffix=f"{c.spec.suffix}_s{i}").with_schedule(sched)
+            cases.append(Case(spec, c.args, c.want))
+    assert len(cases) > 25
+    _check(builder, cases)
+
+
+def test_schedule_validation():
+    spec = KernelSpec("pointwise", (1, 4, 4, 8), (1, 4, 4, 8), out_bits=2)
+    assert kernel_dsp.resolve_schedule(spec) == {"pix": 2, "ch": 2, "unroll": 2}
+    assert not kernel_dsp.valid_schedule(spec, {"pix": 4})         # 4 x 4 accumulators
+    assert not kernel_dsp.valid_schedule(spec, {"pix": 3})
+    assert not kernel_dsp.valid_schedule(spec, {"tile": 2})
+    with pytest.raises(ModelError, match="schedule"):
+        spec.with_schedule({"pix": 4})
+    dw = KernelSpec("depthwise", (1, 4, 4, 8), (1, 4, 4, 8), kernel=3, pad=1)
+    assert kernel_dsp.schedule_space(dw) == {}
+    # the schedule is part of the spec: two schedules, two kernels
+    a = generate_kernel(KernelSpec("pointwise", (1, 4, 4, 8), (1, 4, 4, 8)))
+    b = generate_kernel(KernelSpec("pointwise", (1, 4, 4, 8), (1, 4, 4, 8)).with_schedule(
+        {"pix": 1}))
+    assert a.name != b.name and b.scratch_bytes * 2 == a.scratch_bytes

@@ -185,3 +185,46 @@ def tir_ir_builder():
     from tvm.script.ir_builder import tirx as T
 
     return IRBuilder, T
+
+
+# --- MetaSchedule and RPC (tvm_mpq.tune) -------------------------------------------------
+
+def meta_schedule():
+    """TVM MetaSchedule (`tvm.s_tir.meta_schedule`, the 0.27 name)."""
+    import tvm.s_tir.meta_schedule as ms
+
+    return ms
+
+
+def derived_object(cls):
+    """Decorator that makes a Python subclass of a MetaSchedule Py* class a TVM object."""
+    from tvm.ir.utils import derived_object as _derived
+
+    return _derived(cls)
+
+
+def schedule_class():
+    """The schedulable-TIR Schedule class (`tvm.s_tir.Schedule`)."""
+    from tvm.s_tir import Schedule
+
+    return Schedule
+
+
+def rpc():
+    """TVM's RPC package (tracker, server, client: `tvm.rpc`)."""
+    import tvm.rpc
+
+    return tvm.rpc
+
+
+def register_global_func(name: str, func) -> None:
+    """Register `func` as a TVM global function (visible to RPC clients of this process)."""
+    tvm().register_global_func(name, func, override=True)
+
+
+def get_global_func(name: str):
+    return tvm().get_global_func(name)
+
+
+def target_c():
+    return tvm().target.Target("c")

@@ -77,8 +77,26 @@ def _ties_possible(call) -> bool:
     return True
 
 
-def generate_model(mod, model_name: str, layer_info: dict | None = None) -> GeneratedModel:
-    """`layer_info`: optional extra metadata per layer name (e.g. MACs from the layer graph)."""
+KERNEL_OPS = ("mpq.conv2d_icn", "mpq.linear_icn", "mpq.avg_pool_icn", "mpq.add_icn")
+
+
+def layer_specs(mod) -> list[tuple[str, KernelSpec]]:
+    """(layer name, kernel spec) of every layer of an integer module, in order (the specs
+    as generate_model compiles them, before any tuned schedule)."""
+    func = mod["main"]
+    specs = []
+    for _, call in ta.function_bindings(func):
+        if ta.is_call(call) and call.op.name in KERNEL_OPS:
+            spec = KernelSpec.from_relax_call(call)
+            specs.append((spec.suffix, dataclasses.replace(spec, suffix="",
+                                                           ties=_ties_possible(call))))
+    return specs
+
+
+def generate_model(mod, model_name: str, layer_info: dict | None = None,
+                   schedules=None) -> GeneratedModel:
+    """`layer_info`: optional extra metadata per layer name (e.g. MACs from the layer graph).
+    `schedules`: optional function spec -> schedule dict or None (tuning records)."""
     func = mod["main"]
     x = func.params[0]
     attrs = func.attrs
@@ -104,6 +122,8 @@ def generate_model(mod, model_name: str, layer_info: dict | None = None) -> Gene
         layer_name = spec.suffix
         spec = dataclasses.replace(spec, suffix="",          # identical layers share code
                                    ties=_ties_possible(call))
+        if schedules is not None and spec.dsp:
+            spec = spec.with_schedule(schedules(spec))
         steps.append((var, call, spec, layer_name))
         bits_of[var] = spec.out_bits
     out_var = func.body.body

@@ -5,14 +5,16 @@ T.call_extern, as microTVM's mprofile schedules tensorized theirs.
 conv / pointwise / linear (`gemm`): for each pair of output pixels, the two im2col columns
 (int16 x - z_in, in the weights' unpacking order) go to the scratch buffer and their sums
 S = sum(x - z_in) to two locals; then for each block of G output channels (G = 2, or 4
-for 2-bit outputs) `mpq_dsp_dot_2x2` gives the plain dot products x'.u of 2 pixels x 2
+for 2-bit outputs) `mpq_dsp_dot` gives the plain dot products x'.u of 2 pixels x 2
 channels (SMLAD on int16 pairs, each weight word unpacked once for both pixels), and
 
     acc = x'.u - (w_zero + off_w) * S + bias,   off_w = 2^(w_bits-1) for signed 4/2-bit
                                                  weights (unpacked as u = w + off_w), else 0
 
 which is sum (x - z_in)(w - w_zero) + bias exactly (padding taps are 0 in the column, as
-they are 0 in the golden model). Linear layers use one column (`mpq_dsp_dot_1x2`).
+they are 0 in the golden model). Linear layers use one column. The pixel and channel
+block sizes and the unrolling are schedule knobs (`schedule_space`), set per layer by
+`KernelSpec.schedule` (from `tvm-mpq tune` records); the defaults are 2 x 2, unrolled twice.
 
 depthwise: for each block of 4 channels, `mpq_dsp_dw_prep` widens the weights minus their
 zero points once into a local table; then per output pixel `mpq_dsp_dw` accumulates the
@@ -42,12 +44,46 @@ def _dims(spec):
     return h, w, c, ho, wo, cout, spec.kernel, spec.stride, spec.pad
 
 
+def schedule_space(spec) -> dict[str, tuple[int, ...]]:
+    """The schedule knobs of the fast kernel of `spec` and their candidate values, the
+    default first (what `tvm-mpq tune` searches; docs/tuning.md):
+
+    conv / pointwise / linear: `pix` output pixels (im2col columns) per step, `ch` output
+    channels per micro-kernel call (pix * ch <= 8 accumulators), `unroll` weight words per
+    inner-loop step. Depthwise and the other kinds have no knobs yet."""
+    if spec.kind not in GEMM_KINDS:
+        return {}
+    _, _, _, ho, wo, _, _, _, _ = _dims(spec)
+    pix = (2, 1, 4) if ho * wo > 1 else (1,)
+    return {"pix": pix, "ch": (2, 4), "unroll": (2, 1)}
+
+
+def valid_schedule(spec, schedule: dict) -> bool:
+    """Whether `schedule` (knob -> value, knobs of schedule_space) is allowed for `spec`."""
+    space = schedule_space(spec)
+    if any(k not in space or v not in space[k] for k, v in schedule.items()):
+        return False
+    full = {k: schedule.get(k, v[0]) for k, v in space.items()}
+    # accumulators of one block (the stack stays small): pix x max(ch, channels a byte)
+    return full.get("pix", 1) * max(full.get("ch", 2), 8 // spec.out_bits) <= 8
+
+
+def resolve_schedule(spec) -> dict[str, int]:
+    """spec.schedule over the defaults; a ValueError names a knob or value not allowed."""
+    space = schedule_space(spec)
+    chosen = dict(spec.schedule)
+    if not valid_schedule(spec, chosen):
+        raise ValueError(f"schedule {chosen} is not valid for this {spec.kind} kernel "
+                         f"(knobs: {space}, at most 8 accumulators)")
+    return {k: chosen.get(k, v[0]) for k, v in space.items()}
+
+
 def gemm_layout(spec) -> tuple[int, int, int]:
     """(weight row bytes per output channel, im2col slots per column, columns)."""
     h, w, c, ho, wo, cout, k, _, _ = _dims(spec)
     row_w = k * k * row_bytes(c, spec.w_bits)
     n_slots = -(-row_w // 4) * (32 // spec.w_bits)
-    return row_w, n_slots, 1 if ho * wo == 1 else 2
+    return row_w, n_slots, resolve_schedule(spec)["pix"]
 
 
 def scratch_bytes(spec) -> int:
@@ -110,8 +146,10 @@ def gemm(spec, name: str):
     tirx = ta.tirx()
     h, w, c, ho, wo, cout, k, stride, pad = _dims(spec)
     row_w, n_slots, n_cols = gemm_layout(spec)
+    sched = resolve_schedule(spec)
+    nc = sched["ch"]
     n_pix = ho * wo
-    group = max(2, 8 // spec.out_bits)
+    group = max(nc, 8 // spec.out_bits)
     n_blocks = -(-cout // group)
     off_w = (1 << (spec.w_bits - 1)) if spec.w_signed and spec.w_bits < 8 else 0
     row_y = row_bytes(cout, spec.out_bits)
@@ -135,26 +173,16 @@ def gemm(spec, name: str):
                         [q])
                 with T.serial(0, n_blocks) as blk:
                     acc = T.alloc_buffer((group * n_cols,), "int32", scope="global")
-                    for half in range(group // 2):
-                        o0 = tirx.min(blk * group + 2 * half, cout - 1)
-                        o1 = tirx.min(blk * group + 2 * half + 1, cout - 1)
-                        if n_cols == 2:
-                            call = T.call_extern(
-                                "int32", "mpq_dsp_dot_2x2", T.address_of(scratch[0]),
-                                T.address_of(scratch[col_bytes]), T.address_of(wt[o0 * row_w]),
-                                T.address_of(wt[o1 * row_w]), row_w, spec.w_bits,
-                                int(spec.w_signed), T.address_of(acc[half * 4]))
-                        else:
-                            call = T.call_extern(
-                                "int32", "mpq_dsp_dot_1x2", T.address_of(scratch[0]),
-                                T.address_of(wt[o0 * row_w]), T.address_of(wt[o1 * row_w]),
-                                row_w, spec.w_bits, int(spec.w_signed),
-                                T.address_of(acc[half * 2]))
-                        T.evaluate(call)
+                    for part in range(group // nc):
+                        T.evaluate(T.call_extern(
+                            "int32", "mpq_dsp_dot", T.address_of(scratch[0]), col_bytes,
+                            n_cols, wt.data, row_w, blk * group + part * nc, cout, nc, row_w,
+                            spec.w_bits, int(spec.w_signed), sched["unroll"],
+                            T.address_of(acc[part * n_cols * nc])))
                     for q in range(n_cols):
                         def value(loc, q=q):
                             o = tirx.min(blk * group + loc, cout - 1)
-                            a = acc[(loc // 2) * 2 * n_cols + q * 2 + loc % 2]
+                            a = acc[(loc // nc) * n_cols * nc + q * nc + loc % nc]
                             zw = wz[o].astype("int32") + off_w
                             return _requant(spec, a - zw * sx[q], o, bias, m0, n0)
 

@@ -53,6 +53,7 @@ import functools
 import hashlib
 import os
 import re
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -114,6 +115,8 @@ class KernelSpec:
     b_bits: int | None = None       # add: the second input's bits / sign (default: in_*)
     b_signed: bool | None = None
     suffix: str = ""
+    schedule: tuple = ()            # fast kernels: ((knob, value), ...) over the defaults of
+                                    # kernel_dsp.schedule_space (tuning records set it)
     dsp: bool | None = None         # fast kernel with DSP micro-kernels (None: True unless
                                     # the environment sets TVM_MPQ_PLAIN_KERNELS=1)
 
@@ -132,6 +135,8 @@ class KernelSpec:
             set_("b_signed", self.in_signed)
         if self.dsp is None:
             set_("dsp", os.environ.get(PLAIN_ENV, "") not in ("1", "true", "yes"))
+        sched = dict(self.schedule)
+        set_("schedule", tuple(sorted((str(k), int(v)) for k, v in sched.items())))
         _validate(self)
 
     @property
@@ -142,6 +147,10 @@ class KernelSpec:
             parts.append(("ws" if self.w_signed else "w") + str(self.w_bits))
         suffix = re.sub(r"[^0-9A-Za-z_]", "_", self.suffix) or self.digest()
         return "_".join(parts + [suffix])
+
+    def with_schedule(self, schedule: dict | None) -> KernelSpec:
+        """The same spec with these schedule knobs (None or {}: the defaults)."""
+        return dataclasses.replace(self, schedule=tuple((schedule or {}).items()))
 
     def digest(self) -> str:
         """8 hex digits that identify the spec (the default name suffix)."""
@@ -328,6 +337,9 @@ def _validate(s: KernelSpec) -> None:
         _validate_window(s, bad)
     if min(s.in_shape + s.out_shape) < 1:
         bad(f"empty shape {s.in_shape} -> {s.out_shape}")
+    if s.schedule and not kernel_dsp.valid_schedule(s, dict(s.schedule)):
+        bad(f"schedule {dict(s.schedule)} not in {kernel_dsp.schedule_space(s)} "
+            "(at most 8 accumulators: pix * ch <= 8)")
 
 
 def _validate_window(s: KernelSpec, bad) -> None:

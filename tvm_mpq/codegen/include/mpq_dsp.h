@@ -198,6 +198,68 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dot_1x2(const uint8_t *x0, const uint8_t *w0, con
     return 0;
 }
 
+/* The general block: acc[p * nc + j] = x_p . w_j for np im2col columns x_p = x + p * col_bytes
+ * (8-byte aligned) and the nc weight rows of channels o .. o + nc - 1 (rows past cout - 1
+ * repeat row cout - 1: their results are computed and not stored), n_bytes packed bytes a
+ * row. np, nc (np * nc <= 8 accumulators), unroll (K words a loop step: 1 or 2) and the
+ * bit widths are constants at every call, so gcc specializes the loops away: these are the
+ * schedule knobs `pix`, `ch` and `unroll` of tvm_mpq.codegen.kernel_dsp. Each weight word
+ * is unpacked once for all np columns. */
+#define MPQ_DSP_DOT_STEP(WORD_AT)                                                       \
+    do {                                                                                \
+        _Pragma("GCC unroll 4")                                                         \
+        for (int32_t j = 0; j < nc; ++j) {                                              \
+            MPQ_DSP_UNPACK(WORD_AT(wr[j]), w_bits, w_signed, u[j]);                     \
+        }                                                                               \
+        _Pragma("GCC unroll 8")                                                         \
+        for (int32_t m = 0; m < n_pairs; ++m) {                                         \
+            _Pragma("GCC unroll 4")                                                     \
+            for (int32_t p = 0; p < np; ++p) {                                          \
+                const uint32_t xp = mpq_dsp_ld32(xc + p * col_bytes + 4 * m);            \
+                _Pragma("GCC unroll 4")                                                 \
+                for (int32_t j = 0; j < nc; ++j) s[p][j] = mpq_dsp_smlad(xp, u[j][m], s[p][j]); \
+            }                                                                           \
+        }                                                                               \
+        xc += 4 * n_pairs;                                                              \
+    } while (0)
+
+#define MPQ_DSP_WORD(ptr) mpq_dsp_ld32((ptr) + i)
+#define MPQ_DSP_TAIL(ptr) mpq_dsp_ld_tail((ptr) + i, n_bytes - i)
+
+MPQ_DSP_INLINE int32_t mpq_dsp_dot(const uint8_t *x, int32_t col_bytes, int32_t np,
+                                  const uint8_t *w, int32_t row_w, int32_t o, int32_t cout,
+                                  int32_t nc, int32_t n_bytes, int32_t w_bits,
+                                  int32_t w_signed, int32_t unroll, int32_t *acc)
+{
+    const int32_t n_pairs = 16 / w_bits;
+    const uint8_t *wr[4];
+    uint32_t u[4][8];
+    int32_t s[4][4];
+    const uint8_t *xc = (const uint8_t *)__builtin_assume_aligned(x, 8);
+    int32_t i = 0;
+    _Pragma("GCC unroll 4")
+    for (int32_t j = 0; j < nc; ++j) wr[j] = w + (o + j < cout ? o + j : cout - 1) * row_w;
+    _Pragma("GCC unroll 4")
+    for (int32_t p = 0; p < np; ++p) {
+        _Pragma("GCC unroll 4")
+        for (int32_t j = 0; j < nc; ++j) s[p][j] = 0;
+    }
+    if (unroll == 2) {
+        _Pragma("GCC unroll 2")
+        for (; i + 4 <= n_bytes; i += 4) MPQ_DSP_DOT_STEP(MPQ_DSP_WORD);
+    } else {
+        _Pragma("GCC unroll 1")
+        for (; i + 4 <= n_bytes; i += 4) MPQ_DSP_DOT_STEP(MPQ_DSP_WORD);
+    }
+    if (i < n_bytes) MPQ_DSP_DOT_STEP(MPQ_DSP_TAIL);
+    _Pragma("GCC unroll 4")
+    for (int32_t p = 0; p < np; ++p) {
+        _Pragma("GCC unroll 4")
+        for (int32_t j = 0; j < nc; ++j) acc[p * nc + j] = s[p][j];
+    }
+    return 0;
+}
+
 /* Element ch of a packed row, as int32 (signed: two's complement in its bits). */
 static inline int32_t mpq_dsp_elem(const uint8_t *row, int32_t ch, int32_t bits, int32_t sgn)
 {
