@@ -18,6 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..errors import ModelError, UnsupportedOpError
+from ..reference.packing import int_range
 
 WEIGHT_KINDS = ("conv", "depthwise", "pointwise", "linear")
 LAYER_KINDS = WEIGHT_KINDS + ("pool", "add")
@@ -125,6 +126,7 @@ class _Analyzer:
                                            and n.input and n.input[0] in self.consts):
                 self.consts.update(n.output)
         self.alias: dict[str, str] = {}     # tensor -> activation tensor id (layer output)
+        self.checked: set[str] = set()      # initializers already checked (check_constants)
 
     def shape(self, tensor: str, node: onnx.NodeProto) -> tuple[int, ...]:
         s = self.shapes.get(tensor)
@@ -168,6 +170,7 @@ def build_layer_graph(model: onnx.ModelProto) -> LayerGraph:
         op = node.op_type
         if node.domain not in ("", "ai.onnx"):
             raise UnsupportedOpError(node.name, f"{node.domain}.{op}", "custom domain")
+        check_constants(a, node)
         if op == "Constant" or all(i in a.consts or i == "" for i in node.input):
             if op not in GLUE_OPS | {"Constant", "Transpose", "Cast"}:
                 raise UnsupportedOpError(node.name, op, "constant subgraphs are not supported")
@@ -187,6 +190,77 @@ def build_layer_graph(model: onnx.ModelProto) -> LayerGraph:
     if final != layers[-1].output:
         raise ModelError(f"the model output '{out}' is not the last layer's output")
     return LayerGraph(g.name or "model", inp.name, input_shape, out, layers)
+
+
+# Integer types whose values ONNX stores one per int32_data element (range checked there),
+# and the packed sub-byte types (one byte per int32_data element).
+_INT32_DATA_TYPES = {onnx.TensorProto.INT8: (8, True), onnx.TensorProto.UINT8: (8, False),
+                     onnx.TensorProto.INT16: (16, True), onnx.TensorProto.UINT16: (16, False)}
+_PACKED_TYPES = {onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4,
+                 onnx.TensorProto.INT2: 2, onnx.TensorProto.UINT2: 2}
+_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+                onnx.TensorProto.BFLOAT16}
+
+
+def _check_tensor(t: onnx.TensorProto, node: onnx.NodeProto, role: str) -> np.ndarray:
+    """The values of constant `t` (an input of `node`), or a ModelError naming the node: a
+    malformed tensor, NaN/Inf, or integers outside the type's range (ONNX would wrap them
+    silently when they are stored in int32_data)."""
+    where = f"node '{node.name}' ({node.op_type}): {role} '{t.name}'"
+    tname = onnx.TensorProto.DataType.Name(t.data_type) if t.data_type in \
+        onnx.TensorProto.DataType.values() else str(t.data_type)
+    if t.data_type in _INT32_DATA_TYPES and len(t.int32_data):
+        bits, signed = _INT32_DATA_TYPES[t.data_type]
+        lo, hi = int_range(bits, signed)
+        raw = np.asarray(t.int32_data, np.int64)
+        if raw.min() < lo or raw.max() > hi:
+            bad = int(raw[(raw < lo) | (raw > hi)][0])
+            raise ModelError(f"{where} holds {bad}, outside the {tname} range [{lo}, {hi}]")
+    if t.data_type in _PACKED_TYPES and len(t.int32_data):
+        raw = np.asarray(t.int32_data, np.int64)
+        if raw.min() < 0 or raw.max() > 255:
+            raise ModelError(f"{where}: packed {tname} data holds {int(raw[(raw < 0) | (raw > 255)][0])}, "
+                             "not a byte")
+    try:
+        arr = numpy_helper.to_array(t)
+    except Exception as e:  # noqa: BLE001 - onnx raises ValueError, TypeError and others
+        raise ModelError(f"{where} is malformed ({tname}, dims {list(t.dims)}): "
+                         f"{' '.join(str(e).split())[:120]}") from None
+    if t.data_type in _FLOAT_TYPES and not np.all(np.isfinite(arr.astype(np.float64))):
+        raise ModelError(f"{where} contains NaN or Inf")
+    return arr
+
+
+def check_constants(a: _Analyzer, node: onnx.NodeProto) -> None:
+    """Every constant a node reads is well formed and finite; quantization scales are
+    positive; batch-norm variances (+ epsilon) are positive."""
+    op = node.op_type
+    if op == "Constant":
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                _check_tensor(attr.t, node, "constant value")
+        return
+    for k, name in enumerate(node.input):
+        t = a.inits.get(name)
+        if t is None:
+            continue
+        role = "constant"
+        if op in ("QuantizeLinear", "DequantizeLinear") and k > 0:
+            role = "scale" if k == 1 else "zero point"
+        elif op == "BatchNormalization" and k > 0:
+            role = ("scale", "bias", "mean", "variance")[k - 1] if k < 5 else role
+        if name in a.checked and role not in ("scale", "variance"):
+            continue
+        a.checked.add(name)
+        arr = _check_tensor(t, node, role)
+        if role == "scale" and op != "BatchNormalization" and np.any(arr <= 0):
+            raise ModelError(f"node '{node.name}' ({op}): scale must be positive and finite, got "
+                             f"{arr.ravel()[:4].tolist()}")
+        if role == "variance":
+            eps = float(_attrs(node).get("epsilon", 1e-5))
+            if np.any(arr.astype(np.float64) + eps <= 0):
+                raise ModelError(f"node '{node.name}' (BatchNormalization): variance + epsilon "
+                                 f"must be positive, got {float(arr.min()) + eps:g}")
 
 
 def _glue(a: _Analyzer, node: onnx.NodeProto, layers: list[Layer]) -> None:
@@ -243,7 +317,7 @@ def _compute(a: _Analyzer, node: onnx.NodeProto) -> Layer:
     bias = a.const_array(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     if bias is not None and bias.ndim != 1:
         raise UnsupportedOpError(node.name, op, f"bias of shape {bias.shape}")
-    if not np.all(np.isfinite(w.astype(np.float64))):
+    if not np.all(np.isfinite(w.astype(np.float64))):     # also behind QDQ or Cast nodes
         raise ModelError(f"node '{node.name}' ({op}): weights contain NaN or Inf")
     n_bias = 0 if bias is None else int(bias.size)
     if op == "Conv":

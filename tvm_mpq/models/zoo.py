@@ -12,6 +12,10 @@ from .mobilenet_v1 import (IMAGENET_RESOLUTIONS, WIDTHS, MobileNetV1Config, buil
 
 _NAME = re.compile(r"^mobilenet_v1_(?P<w>[0-9.]+)_(?P<res>[0-9]+)$")
 SMALL_RESOLUTIONS = (28, 32)
+# The largest weight tensor the zoo builds (16 Mi weights, 64 MiB as float): even at 2 bits
+# it is twice the largest supported MCU's FLASH, and the float ONNX stays below protobuf's
+# 2 GB limit. A larger --num-classes/--in-channels is a user error, not an out-of-memory.
+MAX_LAYER_WEIGHTS = 1 << 24
 
 
 def zoo_names() -> list[str]:
@@ -43,7 +47,17 @@ def zoo_config(name: str, num_classes: int | None = None,
         raise ModelError(f"--num-classes must be >= 1, got {num_classes}")
     if in_channels is None:
         in_channels = 1 if res in SMALL_RESOLUTIONS else 3
-    return MobileNetV1Config(w, res, num_classes, in_channels)
+    if in_channels < 1:
+        raise ModelError(f"--in-channels must be >= 1, got {in_channels}")
+    cfg = MobileNetV1Config(w, res, num_classes, in_channels)
+    for opt, value, layer, n in (
+            ("--num-classes", num_classes, "fc", num_classes * cfg.channels(1024)),
+            ("--in-channels", in_channels, "conv0", in_channels * cfg.channels(32) * 9)):
+        if n > MAX_LAYER_WEIGHTS:
+            raise ModelError(f"zoo model '{name}': {opt} {value} gives layer '{layer}' {n:,} "
+                             f"weights, more than the zoo builds ({MAX_LAYER_WEIGHTS:,}; no "
+                             "microcontroller holds them)")
+    return cfg
 
 
 def zoo_model(name: str, num_classes: int | None = None, in_channels: int | None = None,
