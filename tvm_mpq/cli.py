@@ -14,7 +14,8 @@ import sys
 from .errors import MpqError
 
 # verb -> module in tvm_mpq.commands; each has register(subparsers) and run(args).
-VERBS = ["demo", "zoo", "inspect", "plan", "quantize", "train", "compile", "run", "report"]
+VERBS = ["demo", "zoo", "inspect", "plan", "quantize", "train", "compile", "tune", "run",
+         "report"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
     for verb in VERBS:
-        importlib.import_module(f".commands.{verb}", __package__).register(sub)
+        importlib.import_module(f".commands.{verb.replace('-', '_')}", __package__).register(sub)
     return p
 
 

@@ -218,7 +218,7 @@ def generate_model(mod, model_name: str, layer_info: dict | None = None,
                     weight_bytes=len(packed["w"][1]) if "w" in packed else 0,
                     out_bytes=packed_bytes(spec.out_shape, spec.out_bits),
                     out_offset=memory.offset("output") if var.same_as(out_var)
-                    else memory.offset(names[var]))
+                    else memory.offset(names[var]), schedule=dict(spec.schedule))
         info.update((layer_info or {}).get(lname, {}))
         layers.append(info)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import MpqError
 from ..report.table import format_table
-from .common import add_model_args, out, verb_parser
+from .common import add_model_args, log, out, verb_parser
 
 from .plan import DEVICES  # one table of device presets
 
@@ -52,6 +52,9 @@ def register(sub) -> None:
                    help="float models: calibration data: synthetic (default, with a warning), "
                         "fashion-mnist, or X.npy")
     p.add_argument("--num-samples", type=int, default=256)
+    p.add_argument("--tuning-records", metavar="RECORDS",
+                   help="kernel schedules from `tvm-mpq tune` (layers not in it keep the "
+                        "default schedule)")
     p.add_argument("--no-build", action="store_true", help="only write the project")
     p.set_defaults(func=run)
 
@@ -73,6 +76,11 @@ def run(args) -> int:
             out(f"[{time.time() - t0:5.1f} s] {what}")
 
     board = get_board(args.board)
+    records = None
+    if args.tuning_records:
+        from ..tune.records import Records
+
+        records = Records.load(args.tuning_records)
     model = load_model(args.model, num_classes=args.num_classes, in_channels=args.in_channels)
     budget = budget_from_args(args)
     step("plan and quantize" if budget else "read the quantized model")
@@ -81,7 +89,6 @@ def run(args) -> int:
     im = convert(prep.qdq, origin=args.model)
     name = prep.graph.name or Path(args.model).stem
     step("generate C (kernels, memory plan, model.c)")
-    gen = generate_model(im.mod, name, layer_info(prep.graph))
     extra = {"budget": None if budget is None else {
         "flash_bytes": budget.flash_bytes, "ram_bytes": budget.ram_bytes,
         "scheme": budget.scheme}}
@@ -89,6 +96,19 @@ def run(args) -> int:
         extra["budget"] = {"flash_bytes": prep.plan_json["flash_bytes"],
                            "ram_bytes": prep.plan_json["ram_bytes"],
                            "scheme": prep.plan_json.get("scheme")}
+    gen = generate_model(im.mod, name, layer_info(prep.graph),
+                         schedules=records.schedule_for if records else None)
+    ram = (extra["budget"] or {}).get("ram_bytes")
+    if records is not None and ram and gen.memory.arena_bytes > ram:
+        # tuned schedules with more im2col columns need more scratch: keep the default's
+        lean = gen
+        gen = generate_model(im.mod, name, layer_info(prep.graph),
+                             schedules=_lean_schedules(records))
+        log.warning(f"the tuned schedules need a {lean.memory.arena_bytes:,} B arena, over "
+                    f"the {ram:,} B RAM budget: kept only those that need no more scratch "
+                    f"than the default ({gen.memory.arena_bytes:,} B)")
+    if records is not None:
+        extra["tuning"] = tuning_metadata(args.tuning_records, records, gen)
     if prep.plan_json:
         extra["plan_prediction"] = {"ro_bytes": prep.plan_json.get("ro_bytes"),
                                     "rw_bytes": prep.plan_json.get("rw_bytes")}
@@ -124,3 +144,25 @@ def build_and_report(outdir: Path, board: str, meta: dict, profile: bool = False
     return (f"built {exe}\n{table}\n(firmware RAM = the arena + the "
             f"{mem.get('reserved_bytes', 0):,} B stack+heap reserve + runtime data; 'generated model' is the "
             "const data and the static arena)")
+
+
+def tuning_metadata(path: str, records, gen) -> dict:
+    """What the build took from the tuning records (for metadata.json and the report)."""
+    import hashlib
+
+    tuned = sorted({la["name"] for la in gen.layers if la.get("schedule")})
+    return {"records": Path(path).name,
+            "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+            "tuned_layers": tuned}
+
+
+def _lean_schedules(records):
+    from ..codegen import kernel_dsp
+
+    def pick(spec):
+        sched = records.schedule_for(spec)
+        if sched and kernel_dsp.scratch_bytes(spec.with_schedule(sched)) > \
+                kernel_dsp.scratch_bytes(spec.with_schedule({})):
+            return None
+        return sched
+    return pick

@@ -18,6 +18,7 @@ mutator and the progress callback.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -187,6 +188,10 @@ def design_space(seed: int = 0):
 def tune_task(spec, *, trials: int, work_dir: Path, log: TrialLog, builder, runner,
               seed: int = 0, callback=None):
     """Tune one layer with MetaSchedule's evolutionary search and the XGBoost cost model."""
+    # MetaSchedule's own per-trial log lines only with -v (our progress callback reports)
+    quiet = logging.getLogger("tvm_mpq").getEffectiveLevel() > logging.DEBUG
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(
+        logging.WARNING if quiet else logging.DEBUG)
     mod = ta.tvm().IRModule({"main": space.workload(spec)})
     target = ta.target_c()
     ctx = ms.TuneContext(mod=mod, target=target, space_generator=design_space(seed),

@@ -152,7 +152,7 @@ def summary(records: Records, layers: list[tuple[str, object]]) -> tuple[list, i
         d, b = w["default"]["instructions"], w["best"]["instructions"]
         tot_d += d
         tot_b += b
-        rows.append([name, spec.kind, _bits(spec), d, b, f"{1 - b / d:+.1%}",
+        rows.append([name, spec.kind, _bits(spec), d, b, f"{b / d - 1:+.1%}",
                      engine_name(w["best"]["schedule"])])
     return rows, tot_d, tot_b
 
