@@ -38,6 +38,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    if not 0 < args.timeout < float("inf"):        # also NaN
+        raise MpqError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     path = Path(args.model)
     if path.is_dir():
         return _run_build(args, path)
