@@ -217,6 +217,13 @@ def rpc():
     return tvm.rpc
 
 
+def rpc_tracker():
+    """TVM's RPC tracker module (`tvm.rpc.tracker`: `Tracker`; not imported by `tvm.rpc`)."""
+    import tvm.rpc.tracker
+
+    return tvm.rpc.tracker
+
+
 def register_global_func(name: str, func) -> None:
     """Register `func` as a TVM global function (visible to RPC clients of this process)."""
     tvm().register_global_func(name, func, override=True)
