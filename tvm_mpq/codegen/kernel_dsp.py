@@ -174,11 +174,24 @@ def gemm(spec, name: str):
                 with T.serial(0, n_blocks) as blk:
                     acc = T.alloc_buffer((group * n_cols,), "int32", scope="global")
                     for part in range(group // nc):
-                        T.evaluate(T.call_extern(
-                            "int32", "mpq_dsp_dot", T.address_of(scratch[0]), col_bytes,
-                            n_cols, wt.data, row_w, blk * group + part * nc, cout, nc, row_w,
-                            spec.w_bits, int(spec.w_signed), sched["unroll"],
-                            T.address_of(acc[part * n_cols * nc])))
+                        first = blk * group + part * nc
+                        if nc == 2 and n_cols <= 2 and sched["unroll"] == 2:
+                            # the 2 x 2 / 1 x 2 micro-kernels (the default: fewest
+                            # instructions on small rows); weight rows clamped here
+                            o0, o1 = tirx.min(first, cout - 1), tirx.min(first + 1, cout - 1)
+                            cols = [T.address_of(scratch[q * col_bytes]) for q in range(n_cols)]
+                            call = T.call_extern(
+                                "int32", f"mpq_dsp_dot_{n_cols}x2", *cols,
+                                T.address_of(wt[o0 * row_w]), T.address_of(wt[o1 * row_w]),
+                                row_w, spec.w_bits, int(spec.w_signed),
+                                T.address_of(acc[part * n_cols * nc]))
+                        else:
+                            call = T.call_extern(
+                                "int32", "mpq_dsp_dot", T.address_of(scratch[0]), col_bytes,
+                                n_cols, wt.data, row_w, first, cout, nc, row_w, spec.w_bits,
+                                int(spec.w_signed), sched["unroll"],
+                                T.address_of(acc[part * n_cols * nc]))
+                        T.evaluate(call)
                     for q in range(n_cols):
                         def value(loc, q=q):
                             o = tirx.min(blk * group + loc, cout - 1)

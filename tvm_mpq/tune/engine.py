@@ -29,7 +29,7 @@ from .. import tvm_adapter as ta
 from ..codegen import kernel_dsp
 from ..errors import MpqError
 from . import space
-from .measure import LayerBench, measure_elf
+from .measure import LayerBench, kernel_digest, measure_elf
 
 ms = ta.meta_schedule()
 INSN_SECONDS = 1e-9
@@ -40,8 +40,10 @@ def schedule_name(schedule: dict) -> str:
 
 
 class TrialLog:
-    """Append-only JSON-lines log of measured trials: {"key", "schedule", "instructions"
-    | "error"}; the last line of a killed run may be partial and is ignored."""
+    """Append-only JSON-lines log of measured trials: {"key", "schedule", "source",
+    "instructions" | "error"} ("source": measure.kernel_digest, so a trial is reused only
+    while the kernel's C is the same); the last line of a killed run may be partial and
+    is ignored."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -51,24 +53,27 @@ class TrialLog:
             for line in self.path.read_text().splitlines():
                 try:
                     rec = json.loads(line)
-                    self.results[(rec["key"], schedule_name(rec["schedule"]))] = rec
+                    self.results[(rec["key"], schedule_name(rec["schedule"]),
+                                  rec["source"])] = rec
                 except (ValueError, KeyError, TypeError):
                     continue
 
-    def get(self, key: str, schedule: dict) -> dict | None:
-        return self.results.get((key, schedule_name(schedule)))
+    def get(self, key: str, schedule: dict, source: str) -> dict | None:
+        return self.results.get((key, schedule_name(schedule), source))
 
     def add(self, rec: dict) -> None:
         with self.lock:
-            self.results[(rec["key"], schedule_name(rec["schedule"]))] = rec
+            self.results[(rec["key"], schedule_name(rec["schedule"]), rec["source"])] = rec
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as f:
                 f.write(json.dumps(rec, sort_keys=True) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
 
-    def of_key(self, key: str) -> list[dict]:
-        return [r for (k, _), r in self.results.items() if k == key]
+    def of_key(self, key: str, sources: set[str] | None = None) -> list[dict]:
+        """The trials of a workload (only those of the current kernels, with `sources`)."""
+        return [r for (k, _, src), r in self.results.items()
+                if k == key and (sources is None or src in sources)]
 
 
 @ta.derived_object
@@ -95,10 +100,10 @@ class FirmwareBuilder(ms.builder.PyBuilder):
                 key = space.tuning_key(spec)
                 art = self.work_dir / "artifacts" / key / schedule_name(sched)
                 art.mkdir(parents=True, exist_ok=True)
-                trial = {"key": key, "schedule": sched}
                 if not kernel_dsp.valid_schedule(spec, sched):
-                    raise MpqError(f"schedule {sched} is not valid (pix * ch > 8)")
-                if self.log.get(key, sched) is None:
+                    raise MpqError(f"schedule {sched} is not valid (too many accumulators)")
+                trial = {"key": key, "schedule": sched, "source": kernel_digest(spec, sched)}
+                if self.log.get(key, sched, trial["source"]) is None:
                     b = self.bench(spec)
                     b.build(sched, art / "firmware.elf")
                     trial.update(input=str(b.input_path), want=str(b.want_path),
@@ -138,9 +143,10 @@ class QemuRunner(ms.runner.PyRunner):
         for ri in runner_inputs:
             art = Path(ri.artifact_path).parent
             trial = json.loads(Path(ri.artifact_path).read_text())
-            known = self.log.get(trial["key"], trial["schedule"])
+            known = self.log.get(trial["key"], trial["schedule"], trial["source"])
             if known is None:
-                rec = {"key": trial["key"], "schedule": trial["schedule"]}
+                rec = {"key": trial["key"], "schedule": trial["schedule"],
+                       "source": trial["source"]}
                 try:
                     rec["instructions"] = self._measure(art, trial)
                 except MpqError as e:
@@ -200,7 +206,7 @@ def tune_task(spec, *, trials: int, work_dir: Path, log: TrialLog, builder, runn
                              init_min_unmeasured=8, genetic_num_iters=2,
                              genetic_mutate_prob=0.85, genetic_max_fail_count=4,
                              eps_greedy=0.25),
-                         task_name=space.tuning_key(spec), rand_state=seed,
+                         task_name=space.tuning_key(spec), rand_state=seed + 1,
                          num_threads=1).clone()
     callbacks = ms.measure_callback.MeasureCallback.create("default")
     if callback is not None:

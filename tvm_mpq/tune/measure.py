@@ -121,6 +121,11 @@ def kernel_for(spec: KernelSpec, schedule: dict | None) -> Kernel:
     return generate_kernel(dataclasses.replace(spec.with_schedule(schedule), suffix="kernel"))
 
 
+def kernel_digest(spec: KernelSpec, schedule: dict | None) -> str:
+    """Identifies the measured code: a trial is reused only while its kernel is unchanged."""
+    return hashlib.sha256(kernel_for(spec, schedule).c_source.encode()).hexdigest()[:16]
+
+
 class LayerBench:
     """The measurement firmware of one layer (one directory per layer under `work_dir`)."""
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from ..codegen import kernel_dsp
 from ..errors import MpqError
 from . import space
+from .measure import kernel_digest
 from .records import Records
 
 log = logging.getLogger("tvm_mpq")
@@ -80,33 +81,32 @@ def tune_layers(layers: list[tuple[str, object]], *, trials: int, records_path: 
         head = (f"[{i}/{len(groups)}] {spec.kind} {_describe(spec)} {_bits(spec)} "
                 f"({len(names)} layer{'s' if len(names) > 1 else ''}: {names[0]}"
                 f"{', ...' if len(names) > 1 else ''})")
-        default = kernel_dsp.resolve_schedule(space.tuning_spec(spec))
-        base = trial_log.get(key, default)
+        tspec = space.tuning_spec(spec)
+        default = kernel_dsp.resolve_schedule(tspec)
+        sources = {kernel_digest(tspec, s) for s in _schedules(tspec)}
+        base = trial_log.get(key, default, kernel_digest(tspec, default))
         if base is None:
             b = builder.bench(spec)
             elf = b.build(default, work / "artifacts" / key / "default" / "firmware.elf")
             trial = {"input": str(b.input_path), "want": str(b.want_path),
                      "kernel": b.kernel_name}
-            rec = {"key": key, "schedule": default}
+            rec = {"key": key, "schedule": default, "source": kernel_digest(tspec, default)}
             rec["instructions"] = runner._measure(elf.parent, trial)
             trial_log.add(rec)
             base = rec
-        done = [r for r in trial_log.of_key(key) if "instructions" in r]
-        space_size = _space_size(spec)
-        remaining = min(trials, space_size) - len(trial_log.of_key(key))
+        remaining = min(trials, len(sources)) - len(trial_log.of_key(key, sources))
         if remaining > 0:
-            cb = _progress_callback(trial_log, key, head, base["instructions"], progress)
+            cb = _progress_callback(trial_log, key, sources, head, base["instructions"],
+                                    progress)
             engine.tune_task(spec, trials=remaining, work_dir=work, log=trial_log,
                              builder=builder, runner=runner, seed=seed, callback=cb)
-        done = [r for r in trial_log.of_key(key) if "instructions" in r]
+        mine = trial_log.of_key(key, sources)
+        done = [r for r in mine if "instructions" in r]
         best = min(done, key=lambda r: (r["instructions"], engine.schedule_name(r["schedule"])))
         entry = {"key": key, "kind": spec.kind, "shape": _describe(spec), "bits": _bits(spec),
-                 "layers": names, "trials": len(trial_log.of_key(key)),
+                 "layers": names, "trials": len(mine),
                  "default": {"schedule": default, "instructions": base["instructions"]},
                  "best": {"schedule": best["schedule"], "instructions": best["instructions"]}}
-        prev = records.workloads.get(key)
-        if prev and prev["best"]["instructions"] < best["instructions"]:
-            entry["best"] = prev["best"]
         records.put(entry)
         records.save(records_path)
         gain = 1 - entry["best"]["instructions"] / base["instructions"]
@@ -116,15 +116,16 @@ def tune_layers(layers: list[tuple[str, object]], *, trials: int, records_path: 
     return records
 
 
-def _space_size(spec) -> int:
+def _schedules(spec) -> list[dict]:
+    """Every valid schedule of the layer's space."""
     import itertools
 
     sp = kernel_dsp.schedule_space(spec)
-    return sum(1 for vals in itertools.product(*sp.values())
-               if kernel_dsp.valid_schedule(spec, dict(zip(sp, vals))))
+    return [dict(zip(sp, vals)) for vals in itertools.product(*sp.values())
+            if kernel_dsp.valid_schedule(spec, dict(zip(sp, vals)))]
 
 
-def _progress_callback(trial_log, key: str, head: str, default: int, progress):
+def _progress_callback(trial_log, key: str, sources: set, head: str, default: int, progress):
     from . import engine
 
     ms = engine.ms
@@ -133,9 +134,10 @@ def _progress_callback(trial_log, key: str, head: str, default: int, progress):
     class Progress(ms.measure_callback.PyMeasureCallback):
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
                   runner_results):
-            done = [r for r in trial_log.of_key(key) if "instructions" in r]
+            mine = trial_log.of_key(key, sources)
+            done = [r for r in mine if "instructions" in r]
             best = min(r["instructions"] for r in done) if done else default
-            progress(f"{head}: {len(trial_log.of_key(key))} trials, best so far "
+            progress(f"{head}: {len(mine)} trials, best so far "
                      f"{best:,} insn ({best / default - 1:+.1%} vs default)")
 
     return Progress()
