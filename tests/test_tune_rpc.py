@@ -133,6 +133,25 @@ def test_two_servers_on_loopback(cluster, tmp_path):
     assert e.value.one_line().startswith(
         f"no RPC server with key 'nosuchkey' on tracker 127.0.0.1:{port}")
 
+    # the tuner through the tracker: MetaSchedule trials measured on both servers, 2 at
+    # a time; the counts are the local ones
+    from tvm_mpq.tune.tuner import tune_layers
+
+    recs = tune_layers([("l0", SPEC)], trials=4, records_path=tmp_path / "r.json",
+                       rpc=rpc_addr, progress=lambda s: None)
+    (w,) = recs.workloads.values()
+    assert w["trials"] == 4
+    by_name = {"_".join(f"{k}{v}" for k, v in sorted(s.items())): n
+               for s, n in zip(SCHEDULES, local.values())}
+    for t in (tmp_path / "r.json.work" / "trials.jsonl").read_text().splitlines():
+        import json
+        t = json.loads(t)
+        full = "_".join(f"{k}{v}" for k, v in sorted(t["schedule"].items()))
+        for name, n in by_name.items():      # a schedule measured locally above
+            if all(part in full.split("_") for part in name.split("_")) and \
+                    len(name.split("_")) == 3:
+                assert t["instructions"] == n
+
     # the CLI server stops cleanly on Ctrl-C
     assert proc.poll() is None
     proc.send_signal(signal.SIGINT)

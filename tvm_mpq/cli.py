@@ -15,7 +15,7 @@ from .errors import MpqError
 
 # verb -> module in tvm_mpq.commands; each has register(subparsers) and run(args).
 VERBS = ["demo", "zoo", "inspect", "plan", "quantize", "train", "compile", "tune", "run",
-         "report"]
+         "report", "rpc-server"]
 
 
 class _Parser(argparse.ArgumentParser):

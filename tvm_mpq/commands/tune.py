@@ -52,10 +52,9 @@ def parse_tracker(text: str | None, key: str | None):
         return None
     if text is None or not key:
         raise MpqError("give both --rpc-tracker HOST:PORT and --rpc-key KEY")
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise MpqError(f"--rpc-tracker {text!r}: expected HOST:PORT")
-    return host, int(port), key
+    from ..tune.rpc import parse_host_port
+
+    return (*parse_host_port(text), key)
 
 
 def model_layers(args) -> list:

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from .. import tvm_adapter as ta
 from ..codegen import kernel_dsp
 from ..errors import MpqError
 from . import space
-from .measure import LayerBench, kernel_digest, measure_elf
+from .measure import LayerBench, MeasureError, kernel_digest, measure_elf
 
 ms = ta.meta_schedule()
 INSN_SECONDS = 1e-9
@@ -138,26 +139,38 @@ class QemuRunner(ms.runner.PyRunner):
         return measure_remote(self.rpc, art / "firmware.elf", Path(trial["input"]),
                               Path(trial["want"]), trial["kernel"], self.timeout_s)
 
+    def _one(self, path: str) -> tuple[list | None, str | None]:
+        art = Path(path).parent
+        trial = json.loads(Path(path).read_text())
+        known = self.log.get(trial["key"], trial["schedule"], trial["source"])
+        if known is None:
+            rec = {"key": trial["key"], "schedule": trial["schedule"],
+                   "source": trial["source"]}
+            try:
+                rec["instructions"] = self._measure(art, trial)
+            except MeasureError as e:       # a failed trial; set-up errors stop the run
+                rec["error"] = str(e)
+            self.log.add(rec)
+            known = rec
+        if "instructions" in known:
+            return [known["instructions"] * INSN_SECONDS], None
+        return None, known["error"]
+
     def run(self, runner_inputs):
-        futures = []
-        for ri in runner_inputs:
-            art = Path(ri.artifact_path).parent
-            trial = json.loads(Path(ri.artifact_path).read_text())
-            known = self.log.get(trial["key"], trial["schedule"], trial["source"])
-            if known is None:
-                rec = {"key": trial["key"], "schedule": trial["schedule"],
-                       "source": trial["source"]}
-                try:
-                    rec["instructions"] = self._measure(art, trial)
-                except MpqError as e:
-                    rec["error"] = str(e)
-                self.log.add(rec)
-                known = rec
-            if "instructions" in known:
-                futures.append(_done_future([known["instructions"] * INSN_SECONDS], None))
-            else:
-                futures.append(_done_future(None, known["error"]))
-        return futures
+        """Local QEMU: one trial after the other. RPC: as many at once as the tracker has
+        servers for the key."""
+        workers = 1
+        if self.rpc is not None:
+            from .rpc import count_servers
+
+            workers = max(1, count_servers(self.rpc))
+        if workers == 1:
+            return [_done_future(*self._one(ri.artifact_path)) for ri in runner_inputs]
+        pool = ThreadPoolExecutor(workers)
+        futs = [pool.submit(self._one, ri.artifact_path) for ri in runner_inputs]
+        pool.shutdown(wait=False)
+        return [ms.runner.RunnerFuture(f_done=f.done, f_result=lambda f=f: ms.runner.RunnerResult(
+            *f.result())) for f in futs]
 
 
 @ta.derived_object
