@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 from .errors import MpqError
 
@@ -43,16 +45,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    signalled: list[int] = []
+
+    def on_signal(signum, frame):
+        # Ctrl-C or a SIGTERM: unwind (atomic writers remove their temporary files). TVM's
+        # FFI turns the KeyboardInterrupt into a RuntimeError when it arrives inside a pass,
+        # hence the record of the signal.
+        signalled.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {} if threading.current_thread() is not threading.main_thread() else {
+        s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         rc = args.func(args)
     except MpqError as e:
         print(f"tvm-mpq {args.verb}: error: {e.one_line()}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print(f"tvm-mpq {args.verb}: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         return 0
+    except BaseException as e:
+        if not (signalled or isinstance(e, KeyboardInterrupt)):
+            raise
+        print(f"tvm-mpq {args.verb}: interrupted", file=sys.stderr)
+        return 128 + (signalled[0] if signalled else signal.SIGINT)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
     return int(rc or 0)
 
 
