@@ -6,6 +6,7 @@ bytes as an uninterrupted run."""
 
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -105,6 +106,7 @@ def plan(tmp_path_factory):
     return p
 
 
+@pytest.mark.slow
 def test_quantize_interrupted(plan, tmp_path):
     def args(seed, out):
         return ["quantize", MODEL, "--plan", plan, "--calib", "synthetic", "--num-samples", 16,
@@ -119,8 +121,7 @@ def test_quantize_interrupted(plan, tmp_path):
     out = tmp_path / "q.onnx"
     out.write_bytes(old)
     # the model is written ~0.1 s after the calibration warning: kill around that moment
-    for sig, delay in [(signal.SIGINT, 0.0), (signal.SIGKILL, 0.0), (signal.SIGKILL, 0.05),
-                       (signal.SIGKILL, 0.1), (signal.SIGINT, 0.1)]:
+    for sig, delay in [(signal.SIGINT, 0.0), (signal.SIGKILL, 0.05), (signal.SIGINT, 0.1)]:
         rc, text, signalled = interrupt(args(1, out), "warning: synthetic", sig, delay)
         assert out.read_bytes() in (old, new), (sig, delay)
         if signalled and sig == signal.SIGINT and rc != 0:
@@ -159,7 +160,8 @@ def test_compile_interrupted(qmodels, tmp_path):
     # the project is written ~0.3 s after "generate C" is printed
     for sig, delay in [(signal.SIGINT, 0.0), (signal.SIGKILL, 0.1), (signal.SIGKILL, 0.25),
                        (signal.SIGINT, 0.3)]:
-        assert run_cli("-q", "compile", qmodels[0], "--no-build", "-o", out).returncode == 0
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(tmp_path / "ref0", out)           # the previous output
         rc, text, signalled = interrupt(["compile", qmodels[1], "--no-build", "-o", out],
                                         "generate C", sig, delay)
         assert _tree(out) in refs, (sig, delay)
@@ -172,7 +174,8 @@ def test_compile_interrupted(qmodels, tmp_path):
 def test_compile_interrupted_while_building_then_run_rebuilds(qmodels, tmp_path):
     out = tmp_path / "fw"
     rc, text, signalled = interrupt(["compile", qmodels[0], "--board", "qemu_m7", "-o", out],
-                                    "build the firmware", signal.SIGINT, 1.0)
+                                    "build the firmware", signal.SIGINT, 0.3)
+    assert signalled and rc == 130, text
     assert (out / "metadata.json").is_file()          # the project itself is complete
     p = run_cli("run", out, "--input", "random", "--check-host")
     assert p.returncode == 0, p.stderr
