@@ -257,3 +257,45 @@ def test_other_errors_keep_their_traceback(monkeypatch):
     monkeypatch.setattr(zoo, "run", run)
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["zoo"])
+
+
+# ---------------------------------------------------------------------------------------
+# every writer of a user-visible output goes through tvm_mpq.fsutil
+
+WRITE = re.compile(r"\.write_(text|bytes)\(|\bopen\([^)]*['\"][wax]b?['\"]|onnx\.save|"
+                   r"(torch|np)\.save\((?![^)]*\bbuf\b)|json\.dump\(|shutil\.copy")
+# (file, text on the line): writes into a private temporary directory (the atomic directory
+# being filled, a TemporaryDirectory, the emulator's work directory) or to a log file
+ALLOWED = {
+    ("codegen/aot.py", "(codegen_dir / name).write_text(text)"),     # into atomic_directory
+    ("codegen/project.py", "shutil.copytree(src, tmp / item)"),
+    ("codegen/project.py", "shutil.copy2(src, tmp / item)"),
+    ("codegen/project.py", '(tmp / "CMakeLists.txt").write_text('),
+    ("codegen/project.py", '(tmp / "model.qdq.onnx").write_bytes(qdq_bytes)'),
+    ("codegen/project.py", '(tmp / "plan.json").write_text('),
+    ("codegen/project.py", '(tmp / "metadata.json").write_text('),
+    ("codegen/project.py", '(tmp / "README.md").write_text('),
+    ("flow.py", "p.write_text(json.dumps(plan_json))"),                  # TemporaryDirectory
+    ("target/qemu.py", '(work / "input.bin").write_bytes('),           # emulator work dir
+    ("target/host.py", '(work / "input.bin").write_bytes('),
+    ("target/build.py", 'log_path.write_text("")'),                     # build log
+    ("target/build.py", 'with open(log_path, "a") as log:'),
+    ("target/plugin.py", "log.write_text("),                            # compiler log
+    ("frontend/loader.py", "(onnx.save(model, path, save_as_external_data=False))"),  # a hint
+}
+
+
+def test_outputs_are_written_through_fsutil():
+    root = Path(__file__).resolve().parents[1] / "tvm_mpq"
+    found = set()
+    for f in sorted(root.rglob("*.py")):
+        rel = str(f.relative_to(root))
+        if rel == "fsutil.py" or rel.startswith("tune/"):    # tune: written by its owner
+            continue
+        for line in f.read_text().splitlines():
+            if WRITE.search(line) and not line.lstrip().startswith("#") and "noqa" not in line:
+                hit = next(((rel, a) for r, a in ALLOWED if r == rel and a in line), None)
+                assert hit, f"{rel}: '{line.strip()}' - write through tvm_mpq.fsutil " \
+                    "(write_bytes_atomic / atomic_directory) or explain it in ALLOWED"
+                found.add(hit)
+    assert found == ALLOWED, f"stale ALLOWED entries: {ALLOWED - found}"

@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 
 from .errors import MpqError
+from .fsutil import write_text_atomic
 
 log = logging.getLogger("tvm_mpq")
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,12 +177,12 @@ def run_demo(out_dir: str | Path = "build/demo", flash_bytes: int = DEFAULT_FLAS
                "instructions_per_inference": insn, "macs": macs,
                "accuracy": {r[0]: r[1] for r in rows},
                "report": str(out_dir / "report.html")}
-    (out_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out_dir / "demo_summary.json", json.dumps(summary, indent=2) + "\n")
     from .evaluate import profile_layers
     from .report.html import render_report
 
     profile_layers(out_dir, xe[:1])
-    (out_dir / "report.html").write_text(render_report(out_dir))
+    write_text_atomic(out_dir / "report.html", render_report(out_dir))
     if not quiet:
         _print_summary(summary, rows, plan, big, gen, mem, insn, macs, same_as_host, n)
     return DemoResult(rows, summary)
