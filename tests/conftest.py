@@ -12,7 +12,7 @@ CLI = [sys.executable, "-m", "tvm_mpq.cli"]
 def run_cli(*args, cwd=None, timeout=600, env=None):
     """Run `tvm-mpq ARGS` in a subprocess; returns CompletedProcess (text). `env` overrides
     variables of the environment."""
-    env = dict(os.environ, PYTHONHASHSEED="0", **(env or {}))
+    env = {**os.environ, "PYTHONHASHSEED": "0", **(env or {})}
     return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=env)
 

@@ -105,14 +105,44 @@ def test_accumulator_overflow_is_rejected(qdq):
         convert(m)
 
 
+def _tree(d, skip=()):
+    return {str(f.relative_to(d)): f.read_bytes() for f in sorted(d.rglob("*"))
+            if f.is_file() and f.relative_to(d).parts[0] not in skip}
+
+
 def test_same_model_same_firmware_bytes(qdq, tmp_path):
+    """compile twice, into other directories and under other hash seeds: the same C
+    sources, metadata and project files, and the same firmware image."""
     from tvm_mpq.target.build import firmware_path
 
     f = tmp_path / "q.onnx"
     onnx.save(qdq, f)
-    images = []
-    for name in ("a", "b"):
-        p = run_cli("compile", f, "--board", "qemu_m7", "-o", tmp_path / name)
+    images, trees = [], []
+    for seed, name in (("1", "a"), ("2", "b")):
+        p = run_cli("compile", f, "--board", "qemu_m7", "-o", tmp_path / name,
+                    env={"PYTHONHASHSEED": seed})
         assert p.returncode == 0, p.stderr
         images.append(firmware_path("qemu_m7", tmp_path / name / "build/qemu_m7").read_bytes())
+        trees.append(_tree(tmp_path / name, skip=("build",)))
     assert images[0] == images[1]
+    assert any(k.startswith("codegen/") and k.endswith(".c") for k in trees[0])
+    assert trees[0] == trees[1]
+
+
+def test_same_command_same_plan_and_onnx(tmp_path):
+    """plan and quantize twice (other directories, other hash seeds): the same bytes.
+    (train: tests/test_atomic_outputs.py, an interrupted and resumed run gives the bytes of
+    an uninterrupted one.)"""
+    outs = []
+    for seed in ("1", "2"):
+        d = tmp_path / seed
+        env = {"PYTHONHASHSEED": seed}
+        p = run_cli("plan", "mobilenet_v1_0.25_32", "--flash", "120kB", "--ram", "10kB",
+                    "--json", d / "p.json", env=env)
+        assert p.returncode == 0, p.stderr
+        p = run_cli("quantize", "mobilenet_v1_0.25_32", "--plan", d / "p.json", "--calib",
+                    "synthetic", "--num-samples", 16, "--limit-test", 16, "-o", d / "q.onnx",
+                    env=env)
+        assert p.returncode == 0, p.stderr
+        outs.append(((d / "p.json").read_bytes(), (d / "q.onnx").read_bytes()))
+    assert outs[0] == outs[1]
