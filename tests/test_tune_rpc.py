@@ -140,7 +140,7 @@ def test_two_servers_on_loopback(cluster, tmp_path):
     recs = tune_layers([("l0", SPEC)], trials=4, records_path=tmp_path / "r.json",
                        rpc=rpc_addr, progress=lambda s: None)
     (w,) = recs.workloads.values()
-    assert w["trials"] == 4
+    assert 2 <= w["trials"] <= 4          # the search may stop early on a small space
     by_name = {"_".join(f"{k}{v}" for k, v in sorted(s.items())): n
                for s, n in zip(SCHEDULES, local.values())}
     for t in (tmp_path / "r.json.work" / "trials.jsonl").read_text().splitlines():
