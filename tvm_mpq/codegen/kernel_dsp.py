@@ -149,6 +149,7 @@ def gemm(spec, name: str):
     sched = resolve_schedule(spec)
     nc = sched["ch"]
     n_pix = ho * wo
+    fast22 = nc == 2 and n_cols <= 2 and sched["unroll"] == 2
     group = max(nc, 8 // spec.out_bits)
     n_blocks = -(-cout // group)
     off_w = (1 << (spec.w_bits - 1)) if spec.w_signed and spec.w_bits < 8 else 0
@@ -162,26 +163,29 @@ def gemm(spec, name: str):
             wz, bias, m0, n0 = _channel_params(T, cout, spec.w_signed)
             y = T.arg("y", T.Buffer((n_pix * row_y,), "uint8"))
             scratch = T.arg("scratch", T.Buffer((n_cols * col_bytes,), "uint8"))
+            # the default 2 x 2 block reads its two columns interleaved (mpq_dsp_dot_2x2i)
+            ilv = 2 if fast22 and n_cols == 2 else 1
             with T.serial(0, -(-n_pix // n_cols)) as pp:
                 sx = T.alloc_buffer((n_cols,), "int32", scope="global")
                 pix = [tirx.min(pp * n_cols + q, n_pix - 1) for q in range(n_cols)]
                 for q in range(n_cols):
                     T.buffer_store(sx, T.call_extern(
-                        "int32", "mpq_dsp_im2col", T.address_of(scratch[q * col_bytes]),
+                        "int32", "mpq_dsp_im2col",
+                        T.address_of(scratch[0 if ilv > 1 else q * col_bytes]),
                         x.data, pix[q] // wo, pix[q] % wo, h, w, c, k, stride, pad,
-                        spec.in_bits, int(spec.in_signed), spec.z_in, spec.w_bits, n_slots),
-                        [q])
+                        spec.in_bits, int(spec.in_signed), spec.z_in, spec.w_bits, n_slots,
+                        ilv, q if ilv > 1 else 0), [q])
                 with T.serial(0, n_blocks) as blk:
                     acc = T.alloc_buffer((group * n_cols,), "int32", scope="global")
                     for part in range(group // nc):
                         first = blk * group + part * nc
-                        if nc == 2 and n_cols <= 2 and sched["unroll"] == 2:
+                        if fast22:
                             # the 2 x 2 / 1 x 2 micro-kernels (the default: fewest
-                            # instructions on small rows); weight rows clamped here
+                            # instructions); weight rows clamped here
                             o0, o1 = tirx.min(first, cout - 1), tirx.min(first + 1, cout - 1)
-                            cols = [T.address_of(scratch[q * col_bytes]) for q in range(n_cols)]
+                            name_ = "mpq_dsp_dot_2x2i" if n_cols == 2 else "mpq_dsp_dot_1x2"
                             call = T.call_extern(
-                                "int32", f"mpq_dsp_dot_{n_cols}x2", *cols,
+                                "int32", name_, T.address_of(scratch[0]),
                                 T.address_of(wt[o0 * row_w]), T.address_of(wt[o1 * row_w]),
                                 row_w, spec.w_bits, int(spec.w_signed),
                                 T.address_of(acc[part * n_cols * nc]))

@@ -29,6 +29,15 @@ static inline uint32_t mpq_dsp_ld32(const uint8_t *p)
     return v;
 }
 
+/* Two consecutive words of an 8-byte aligned im2col buffer (one LDRD on the M7). */
+static inline void mpq_dsp_ld2(const uint8_t *p, uint32_t *lo, uint32_t *hi)
+{
+    uint64_t v;
+    memcpy(&v, __builtin_assume_aligned(p, 8), 8);
+    *lo = (uint32_t)v;
+    *hi = (uint32_t)(v >> 32);
+}
+
 static inline uint32_t mpq_dsp_ror(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
 #define MPQ_DSP_INLINE static inline __attribute__((always_inline))
@@ -161,6 +170,92 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dot_2x2(const uint8_t *x0, const uint8_t *x1, con
     return 0;
 }
 
+/* The same 2 x 2 block with the two im2col columns interleaved by 8 bytes in xb (im2col
+ * with ilv = 2): one pointer walks both columns, so on the M7 the 8-bit loop fits the
+ * registers as hand-scheduled assembly: per weight word, 2 LDR + 4 SXTB16/UXTB16 +
+ * 2 LDRD + 8 SMLAD for 16 MACs, unrolled twice. The C twin computes the same sums. */
+#define MPQ_DSP_2X2I_STEP(EXT)                                                          \
+    "ldr    %[b0], [%[w1]], #4\n\t"                                                     \
+    "ldr    %[a0], [%[w0]], #4\n\t"                                                     \
+    "ldrd   %[x0], %[x1], [%[px]], #16\n\t"                                             \
+    EXT "   %[a1], %[a0], ror #8\n\t"                                                   \
+    EXT "   %[a0], %[a0]\n\t"                                                           \
+    EXT "   %[b1], %[b0], ror #8\n\t"                                                   \
+    EXT "   %[b0], %[b0]\n\t"                                                           \
+    "smlad  %[s00], %[x0], %[a0], %[s00]\n\t"                                           \
+    "smlad  %[s00], %[x1], %[a1], %[s00]\n\t"                                           \
+    "smlad  %[s01], %[x0], %[b0], %[s01]\n\t"                                           \
+    "smlad  %[s01], %[x1], %[b1], %[s01]\n\t"                                           \
+    "ldrd   %[x0], %[x1], [%[px], #-8]\n\t"                                             \
+    "smlad  %[s10], %[x0], %[a0], %[s10]\n\t"                                           \
+    "smlad  %[s10], %[x1], %[a1], %[s10]\n\t"                                           \
+    "smlad  %[s11], %[x0], %[b0], %[s11]\n\t"                                           \
+    "smlad  %[s11], %[x1], %[b1], %[s11]\n\t"
+
+#define MPQ_DSP_2X2I_ASM(EXT)                                                           \
+    __asm__ volatile("1:\n\t" MPQ_DSP_2X2I_STEP(EXT) MPQ_DSP_2X2I_STEP(EXT)             \
+                     "cmp    %[w0], %[end]\n\t"                                         \
+                     "bne    1b\n\t"                                                    \
+                     : [s00] "+r"(s00), [s01] "+r"(s01), [s10] "+r"(s10), [s11] "+r"(s11), \
+                       [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),  \
+                       [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "+&r"(pw0), [w1] "+&r"(pw1), \
+                       [px] "+&r"(xc)                                                   \
+                     : [end] "r"(end)                                                   \
+                     : "cc", "memory")
+
+#define MPQ_DSP_2X2I_C(LOAD)                                                            \
+    do {                                                                                \
+        MPQ_DSP_UNPACK(LOAD(w0), w_bits, w_signed, a);                                  \
+        MPQ_DSP_UNPACK(LOAD(w1), w_bits, w_signed, b);                                  \
+        _Pragma("GCC unroll 4")                                                         \
+        for (int32_t m = 0; m < n_pairs; m += 2) {                                      \
+            uint32_t p0, q0, p1, q1;                                                    \
+            mpq_dsp_ld2(xc, &p0, &q0);                                                  \
+            mpq_dsp_ld2(xc + 8, &p1, &q1);                                              \
+            xc += 16;                                                                   \
+            s00 = mpq_dsp_smlad(q0, a[m + 1], mpq_dsp_smlad(p0, a[m], s00));            \
+            s01 = mpq_dsp_smlad(q0, b[m + 1], mpq_dsp_smlad(p0, b[m], s01));            \
+            s10 = mpq_dsp_smlad(q1, a[m + 1], mpq_dsp_smlad(p1, a[m], s10));            \
+            s11 = mpq_dsp_smlad(q1, b[m + 1], mpq_dsp_smlad(p1, b[m], s11));            \
+        }                                                                               \
+    } while (0)
+
+MPQ_DSP_INLINE int32_t mpq_dsp_dot_2x2i(const uint8_t *xb, const uint8_t *w0,
+                                       const uint8_t *w1, int32_t n_bytes, int32_t w_bits,
+                                       int32_t w_signed, int32_t *acc)
+{
+    const int32_t n_pairs = 16 / w_bits;
+    int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;
+    uint32_t a[8], b[8];
+    int32_t i = 0;
+    const uint8_t *xc = (const uint8_t *)__builtin_assume_aligned(xb, 8);
+#if defined(__ARM_FEATURE_DSP)
+    if (w_bits == 8 && n_bytes >= 8) {
+        const int32_t nw = (n_bytes / 4) & ~1;
+        const uint8_t *pw0 = w0, *pw1 = w1, *end = w0 + 4 * nw;
+        uint32_t a0, a1, b0, b1, x0, x1;
+        if (w_signed) {
+            MPQ_DSP_2X2I_ASM("sxtb16");
+        } else {
+            MPQ_DSP_2X2I_ASM("uxtb16");
+        }
+        i = 4 * nw;
+    }
+#endif
+#define MPQ_DSP_AT_I(ptr) mpq_dsp_ld32((ptr) + i)
+#define MPQ_DSP_TAIL_I(ptr) mpq_dsp_ld_tail((ptr) + i, n_bytes - i)
+#pragma GCC unroll 2
+    for (; i + 4 <= n_bytes; i += 4) MPQ_DSP_2X2I_C(MPQ_DSP_AT_I);
+    if (i < n_bytes) MPQ_DSP_2X2I_C(MPQ_DSP_TAIL_I);
+#undef MPQ_DSP_AT_I
+#undef MPQ_DSP_TAIL_I
+    acc[0] = s00;
+    acc[1] = s01;
+    acc[2] = s10;
+    acc[3] = s11;
+    return 0;
+}
+
 /* acc[0] = x0.w0, acc[1] = x0.w1 (one column, two weight rows). */
 MPQ_DSP_INLINE int32_t mpq_dsp_dot_1x2(const uint8_t *x0, const uint8_t *w0, const uint8_t *w1,
                                       int32_t n_bytes, int32_t w_bits, int32_t w_signed,
@@ -269,19 +364,23 @@ static inline int32_t mpq_dsp_elem(const uint8_t *row, int32_t ch, int32_t bits,
 }
 
 /* The im2col column of output pixel (oi, oj) (format above; n_slots int16 written, padding
- * taps and row padding slots 0). Returns sum(x - z_in) over the column. */
+ * taps and row padding slots 0). Returns sum(x - z_in) over the column.
+ * ilv columns share the buffer `col`, interleaved by 4 slots (8 bytes): slot t of column q
+ * sits at ((t / 4) * ilv + q) * 4 + t % 4 (ilv = 1: one plain column). The call for q = 0
+ * clears the whole buffer, so columns are written in order q = 0, 1, ... */
+#define MPQ_DSP_SLOT(t) ((((t) >> 2) * ilv + q) * 4 + ((t) & 3))
 static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi, int32_t oj,
                                      int32_t h, int32_t w, int32_t c, int32_t k,
                                      int32_t stride, int32_t pad, int32_t in_bits,
                                      int32_t in_signed, int32_t z_in, int32_t w_bits,
-                                     int32_t n_slots)
+                                     int32_t n_slots, int32_t ilv, int32_t q)
 {
     const int32_t row_in = (c * in_bits + 7) / 8;
     const int32_t per_w = 32 / w_bits, half = 16 / w_bits;
     const int32_t tap_slots = (c * w_bits + 7) / 8 * (8 / w_bits);
     int16_t *out = (int16_t *)(void *)col;
     int32_t sum = 0;
-    memset(col, 0, (size_t)n_slots * 2u);
+    if (q == 0) memset(col, 0, (size_t)n_slots * 2u * (size_t)ilv);
     for (int32_t kh = 0; kh < k; ++kh) {
         const int32_t ii = oi * stride - pad + kh;
         if (ii < 0 || ii >= h) continue;
@@ -307,8 +406,8 @@ static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi,
                          | ((p0 - z2) & 0x0000FFFFu);
                     p1 = ((p1 & 0xFFFF0000u) - (z2 & 0xFFFF0000u))
                          | ((p1 - z2) & 0x0000FFFFu);
-                    memcpy(out + base + ch, &p0, 4);
-                    memcpy(out + base + ch + 2, &p1, 4);
+                    memcpy(out + MPQ_DSP_SLOT(base + ch), &p0, 4);
+                    memcpy(out + MPQ_DSP_SLOT(base + ch) + 2, &p1, 4);
                 }
                 continue;
             }
@@ -316,15 +415,16 @@ static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi,
                 const int32_t v = mpq_dsp_elem(px, ch, in_bits, in_signed) - z_in;
                 const int32_t s = base + ch, e = s % per_w;
                 sum += v;
-                out[s - e + 2 * (e % half) + e / half] = (int16_t)v;
+                out[MPQ_DSP_SLOT(s - e + 2 * (e % half) + e / half)] = (int16_t)v;
             }
         }
     }
     if (in_bits == 8 && w_bits == 8 && c % 4 == 0) {
-        for (int32_t s = 0; s < n_slots; ++s) sum += out[s];
+        for (int32_t s = 0; s < n_slots; ++s) sum += out[MPQ_DSP_SLOT(s)];
     }
     return sum;
 }
+#undef MPQ_DSP_SLOT
 
 /* Depthwise, channels 4g .. 4g+3 (c_left = C - 4g of them exist). x~ = x + off, off =
  * 2^(in_bits-1) for signed 4-/2-bit inputs (unpacked with one XOR), else 0; zx = z_in + off.
