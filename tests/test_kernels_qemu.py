@@ -23,12 +23,12 @@ BITS = (8, 4, 2)
 COMBOS = list(itertools.product(BITS, BITS, BITS))
 
 
-def _case(i, kind, in_bits, out_bits, w_bits, rng):
-    h, c = 5, 5 if kind != "linear" else 13
+def _case(i, kind, in_bits, out_bits, w_bits, rng, c=None, w_signed=None, schedule=None):
+    h, c = 5, c or (5 if kind != "linear" else 13)
     cout = {"depthwise": c, "linear": 7}.get(kind, 3)
     k, pad = (1, 0) if kind in ("pointwise", "linear") else (3, 1)
     stride = 1 + i % 2 if kind in ("conv", "depthwise") else 1
-    w_signed = bool(i % 3 == 0)
+    w_signed = bool(i % 3 == 0) if w_signed is None else w_signed
     out_signed = kind == "linear"
     in_shape = (1, c) if kind == "linear" else (1, h, h, c)
     x = rng.integers(0, 1 << in_bits, in_shape)
@@ -57,8 +57,16 @@ def _case(i, kind, in_bits, out_bits, w_bits, rng):
                       out_signed=out_signed, z_in=z_in, z_out=0 if kind == "linear" else 1,
                       q_min=q_min, q_max=q_max, acc_shift=acc_shift,
                       ties=icn.ties_possible(m0, n0))
+    if schedule:
+        spec = spec.with_schedule(schedule)
     params = pack_params(spec, w, w_zero, bias, m0, n0)
     return spec, pack(x.reshape(-1, in_shape[-1]), in_bits).tobytes(), params, y
+
+
+WIDE = [("pointwise", 37, 8, True, None), ("pointwise", 64, 4, False, None),
+        ("pointwise", 40, 8, False, {"pix": 4, "unroll": 1}),
+        ("conv", 16, 8, True, {"pix": 1}), ("conv", 11, 2, False, {"ch": 4}),
+        ("linear", 100, 8, True, None), ("linear", 64, 8, False, {"ch": 4})]
 
 
 def _pool_add_cases(rng):
@@ -91,6 +99,12 @@ def firmware(tmp_path_factory):
             spec, xb, params, y = _case(i, kind, ib, ob, wb, rng)
             cases.append((spec, xb, params, y, None))
             i += 1
+    # wider rows: the 8-bit assembly loop of the 2 x 2 block (odd word counts, tail bytes,
+    # signed and unsigned weights) and the other points of the tuning space
+    for kind, c, ib, ws, sched in WIDE:
+        spec, xb, params, y = _case(i, kind, ib, 8, 8, rng, c=c, w_signed=ws, schedule=sched)
+        cases.append((spec, xb, params, y, None))
+        i += 1
     cases += _pool_add_cases(rng)
     d = tmp_path_factory.mktemp("kernels") / "codegen"
     d.mkdir()
@@ -137,7 +151,7 @@ def firmware(tmp_path_factory):
 
 def test_every_kernel_on_qemu_equals_host_and_golden(firmware):
     qemu, host, expect, n_cases = firmware
-    assert n_cases == 4 * 27 + 6
+    assert n_cases == 4 * 27 + len(WIDE) + 6
     q = run_qemu(qemu, b"\0", timeout_s=120).output_bytes
     h = run_host(host, b"\0").output_bytes
     assert q == h
