@@ -80,7 +80,8 @@ def make_layer(lid: str, bits: tuple[int, int, int], seed: int = 0):
         xp = pack(x[0], ib)
     consts = pack_params(spec, w, w_zero, bias, m0, n0)
     # as the compiler does (codegen/aot.py): the cheaper rounding when no tie can occur
-    spec = dataclasses.replace(spec, ties=icn.ties_possible(m0, n0))
+    spec = dataclasses.replace(spec, ties=icn.ties_possible(m0, n0),
+                               shift_hi=bool(np.all(n0 <= -2)))
     return spec, xp.tobytes(), consts, pack(want, ob).tobytes(), macs
 
 

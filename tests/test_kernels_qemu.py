@@ -56,7 +56,7 @@ def _case(i, kind, in_bits, out_bits, w_bits, rng, c=None, w_signed=None, schedu
                       in_bits=in_bits, out_bits=out_bits, w_bits=w_bits, w_signed=w_signed,
                       out_signed=out_signed, z_in=z_in, z_out=0 if kind == "linear" else 1,
                       q_min=q_min, q_max=q_max, acc_shift=acc_shift,
-                      ties=icn.ties_possible(m0, n0))
+                      ties=icn.ties_possible(m0, n0), shift_hi=bool(np.all(n0 <= -2)))
     if schedule:
         spec = spec.with_schedule(schedule)
     params = pack_params(spec, w, w_zero, bias, m0, n0)

@@ -65,6 +65,14 @@ def _c_array(ctype: str, name: str, data: bytes) -> str:
     return f"const {ctype} {name}[{n}] __attribute__((aligned(4))) = {{\n    {body}\n}};\n"
 
 
+def _shift_hi(call) -> bool:
+    """Whether every channel's n0 <= -2 (the requantization shift is at least 33 bits)."""
+    consts = [ta.constant_numpy(a) for a in call.args if ta.is_constant(a)]
+    if call.op.name in ("mpq.conv2d_icn", "mpq.linear_icn"):
+        return bool(np.all(np.asarray(consts[4]) <= -2))
+    return False
+
+
 def _ties_possible(call) -> bool:
     """Whether this layer's m0/n0 allow exact rounding ties (else a cheaper rounding)."""
     from ..reference.icn import ties_possible
@@ -89,7 +97,8 @@ def layer_specs(mod) -> list[tuple[str, KernelSpec]]:
         if ta.is_call(call) and call.op.name in KERNEL_OPS:
             spec = KernelSpec.from_relax_call(call)
             specs.append((spec.suffix, dataclasses.replace(spec, suffix="",
-                                                           ties=_ties_possible(call))))
+                                                           ties=_ties_possible(call),
+                                                           shift_hi=_shift_hi(call))))
     return specs
 
 
@@ -121,7 +130,7 @@ def generate_model(mod, model_name: str, layer_info: dict | None = None,
         spec = KernelSpec.from_relax_call(call)
         layer_name = spec.suffix
         spec = dataclasses.replace(spec, suffix="",          # identical layers share code
-                                   ties=_ties_possible(call))
+                                   ties=_ties_possible(call), shift_hi=_shift_hi(call))
         if schedules is not None and spec.dsp:
             spec = spec.with_schedule(schedules(spec))
         steps.append((var, call, spec, layer_name))

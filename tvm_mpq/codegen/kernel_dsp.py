@@ -134,6 +134,8 @@ def _requant(spec, acc, o, bias, m0, n0):
     from .kernel_te import with_bias
 
     fn = "mpq_dsp_requant" if spec.ties else "mpq_dsp_requant_noties"
+    if spec.shift_hi:           # every shift >= 33: the 64-bit product's high word only
+        fn += "_hi"
     return ta.tirx().call_extern("int32", fn,
                                  with_bias(acc, bias[o], spec.acc_shift), m0[o],
                                  n0[o].astype("int32"), spec.z_out, spec.q_min, spec.q_max)

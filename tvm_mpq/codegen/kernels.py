@@ -112,6 +112,8 @@ class KernelSpec:
     acc_shift: int = 0              # bias fractional bits: (acc << acc_shift) + bias
     ties: bool = True               # False: m0/n0 make exact ties impossible
                                     # (reference.icn.ties_possible): cheaper rounding
+    shift_hi: bool = False          # every n0 <= -2 (multipliers < 1/4): the fast kernels'
+                                    # requantization needs only the product's high word
     b_bits: int | None = None       # add: the second input's bits / sign (default: in_*)
     b_signed: bool | None = None
     suffix: str = ""

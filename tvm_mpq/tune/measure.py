@@ -69,6 +69,9 @@ def layer_data(spec: KernelSpec):
     m0, n0 = icn.quantize_multipliers(rng.uniform(0.5, 2.0, cout) * scale
                                       / (1 << spec.acc_shift))
     m0 = m0.astype(np.int64)
+    n0 = (np.minimum(n0, -2) if spec.shift_hi else n0).astype(np.int8)
+    if not spec.shift_hi and np.all(n0 <= -2):
+        n0[0] = -1
     if spec.ties:        # make one channel able to tie: m0 with enough trailing zeros
         v = max(1, -int(n0[0]) + 1)
         m0[0] = (m0[0] >> v << v) or (1 << 30)

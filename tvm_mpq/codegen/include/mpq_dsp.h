@@ -51,6 +51,14 @@ static inline uint32_t mpq_dsp_sxtb16_ror8(uint32_t x)
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
     return r;
 }
+/* bytes 0, 2 (and with ror #8: bytes 1, 3) zero-extended to two 16-bit lanes, one UXTB16 */
+static inline uint32_t mpq_dsp_uxtb16(uint32_t x) { return (uint32_t)__uxtb16((int32_t)x); }
+static inline uint32_t mpq_dsp_uxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
 static inline int32_t mpq_dsp_smlad(uint32_t a, uint32_t b, int32_t acc)
 {
     return __smlad((int32_t)a, (int32_t)b, acc);
@@ -65,6 +73,8 @@ static inline int32_t mpq_dsp_smlatt(uint32_t a, uint32_t b, int32_t acc)
 }
 #else
 #define mpq_dsp_sxtb16_ror8(x) mpq_dsp_sxtb16(mpq_dsp_ror((x), 8))
+#define mpq_dsp_uxtb16(x) ((x) & 0x00FF00FFu)
+#define mpq_dsp_uxtb16_ror8(x) (((x) >> 8) & 0x00FF00FFu)
 static inline int32_t mpq_dsp_lo(uint32_t a) { return (int32_t)(int16_t)(uint16_t)a; }
 static inline int32_t mpq_dsp_hi(uint32_t a) { return (int32_t)(int16_t)(uint16_t)(a >> 16); }
 static inline uint32_t mpq_dsp_sxtb16(uint32_t x)
@@ -398,8 +408,8 @@ static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi,
                         p0 = mpq_dsp_sxtb16(X);
                         p1 = mpq_dsp_sxtb16_ror8(X);
                     } else {
-                        p0 = X & 0x00FF00FFu;
-                        p1 = (X >> 8) & 0x00FF00FFu;
+                        p0 = mpq_dsp_uxtb16(X);
+                        p1 = mpq_dsp_uxtb16_ror8(X);
                     }
                     /* lane-wise subtraction of z_in (no carries: both lanes stay int16) */
                     p0 = ((p0 & 0xFFFF0000u) - (z2 & 0xFFFF0000u))
@@ -474,8 +484,8 @@ static inline int32_t mpq_dsp_dw_prep(int32_t *wp, const uint8_t *w, const void 
             pa = mpq_dsp_sxtb16(X_);                                                    \
             pb = mpq_dsp_sxtb16_ror8(X_);                                    \
         } else if ((in_bits) == 8) {                                                    \
-            pa = X_ & 0x00FF00FFu;                                                      \
-            pb = (X_ >> 8) & 0x00FF00FFu;                                               \
+            pa = mpq_dsp_uxtb16(X_);                                                    \
+            pb = mpq_dsp_uxtb16_ror8(X_);                                               \
         } else if ((in_bits) == 4) {                                                    \
             X_ = X_ | (X_ << 8);                                                        \
             if (in_signed) X_ ^= 0x00880088u;                                           \
@@ -581,4 +591,29 @@ MPQ_DSP_INLINE int32_t mpq_dsp_requant(int32_t acc, int32_t m0, int32_t n0, int3
     }
     y += z_out;
     return (int32_t)(y < q_min ? q_min : (y > q_max ? q_max : y));
+}
+
+/* The two requantizations when every channel's shift is at least 33 (n0 <= -2, i.e.
+ * multipliers below 1/4: KernelSpec.shift_hi): only the branch for that case, so gcc emits
+ * SMULL, shifts and the clamp without a data-dependent path. Identical results. */
+MPQ_DSP_INLINE int32_t mpq_dsp_requant_noties_hi(int32_t acc, int32_t m0, int32_t n0,
+                                                 int32_t z_out, int32_t q_min, int32_t q_max)
+{
+    const int32_t hi = (int32_t)(((int64_t)acc * m0) >> 32);
+    int32_t q = hi >> (30 - n0 - 32);
+    q = ((q + 1) >> 1) + z_out;
+    return q < q_min ? q_min : (q > q_max ? q_max : q);
+}
+
+MPQ_DSP_INLINE int32_t mpq_dsp_requant_hi(int32_t acc, int32_t m0, int32_t n0, int32_t z_out,
+                                          int32_t q_min, int32_t q_max)
+{
+    const int64_t p = (int64_t)acc * m0;
+    const int32_t hi = (int32_t)(p >> 32);
+    const uint32_t lo = (uint32_t)p;
+    const int32_t k = 31 - n0 - 33;
+    const int32_t t = hi >> k;
+    const uint32_t sticky = lo | ((uint32_t)hi & ((1u << k) - 1u));
+    int32_t y = ((t + 1) >> 1) - (((t & 3) == 1) & (sticky == 0)) + z_out;
+    return y < q_min ? q_min : (y > q_max ? q_max : y);
 }
