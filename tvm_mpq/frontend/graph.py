@@ -202,6 +202,11 @@ _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProt
                 onnx.TensorProto.BFLOAT16}
 
 
+_ATTR_FIELD = {onnx.AttributeProto.INT: "i", onnx.AttributeProto.FLOAT: "f",
+               onnx.AttributeProto.STRING: "s", onnx.AttributeProto.TENSOR: "t",
+               onnx.AttributeProto.GRAPH: "g"}
+
+
 def _check_tensor(t: onnx.TensorProto, node: onnx.NodeProto, role: str) -> np.ndarray:
     """The values of constant `t` (an input of `node`), or a ModelError naming the node: a
     malformed tensor, NaN/Inf, or integers outside the type's range (ONNX would wrap them
@@ -233,13 +238,26 @@ def _check_tensor(t: onnx.TensorProto, node: onnx.NodeProto, role: str) -> np.nd
 
 def check_constants(a: _Analyzer, node: onnx.NodeProto) -> None:
     """Every constant a node reads is well formed and finite; quantization scales are
-    positive; batch-norm variances (+ epsilon) are positive."""
+    positive and shaped for their axis; batch-norm variances (+ epsilon) are positive; clip
+    bounds are scalars."""
     op = node.op_type
+    for attr in node.attribute:
+        field = _ATTR_FIELD.get(attr.type)
+        if field is not None and not attr.HasField(field):
+            raise ModelError(f"node '{node.name}' ({op}): attribute '{attr.name}' has no value")
     if op == "Constant":
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.TENSOR:
                 _check_tensor(attr.t, node, "constant value")
         return
+    if op in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 1:
+        _check_qdq_shapes(a, node)
+    if op == "Clip":
+        for name in node.input[1:3]:
+            shape = a.shapes.get(name) if name else None
+            if shape is not None and int(np.prod(shape)) != 1:
+                raise UnsupportedOpError(node.name, op, f"bound '{name}' of shape "
+                                         f"{list(shape)} (only scalar bounds)")
     for k, name in enumerate(node.input):
         t = a.inits.get(name)
         if t is None:
@@ -263,14 +281,50 @@ def check_constants(a: _Analyzer, node: onnx.NodeProto) -> None:
                                  f"must be positive, got {float(arr.min()) + eps:g}")
 
 
+def _check_qdq_shapes(a: _Analyzer, node: onnx.NodeProto) -> None:
+    """Per tensor: one scale (and zero point); per axis: a 1-D scale as long as the input's
+    `axis` dimension, the zero point of the same shape (ONNX's rules, which its checker
+    leaves to the runtime)."""
+    at = _attrs(node)
+    if at.get("block_size", 0):
+        raise UnsupportedOpError(node.name, node.op_type, "blocked quantization (block_size)")
+    out_type = int(at.get("output_dtype", 0))
+    zp = a.inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if node.op_type == "QuantizeLinear" and out_type and (
+            out_type not in onnx.TensorProto.DataType.values()
+            or (zp is not None and zp.data_type != out_type)):
+        raise ModelError(f"node '{node.name}' (QuantizeLinear): output_dtype {out_type} does "
+                         "not match its zero point's type")
+    s_shape = a.shapes.get(node.input[1])
+    if s_shape is None:
+        return
+    z_shape = a.shapes.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if z_shape is not None and int(np.prod(z_shape)) != int(np.prod(s_shape)):
+        raise ModelError(f"node '{node.name}' ({node.op_type}): zero point of shape "
+                         f"{list(z_shape)} differs from the scale's {list(s_shape)}")
+    x_shape = a.shapes.get(node.input[0])
+    axis = int(at.get("axis", 1))
+    if "axis" in at and x_shape is not None and not -len(x_shape) <= axis < len(x_shape):
+        raise ModelError(f"node '{node.name}' ({node.op_type}): axis {axis} out of range for "
+                         f"the input of shape {list(x_shape)}")
+    if int(np.prod(s_shape)) == 1 and len(s_shape) <= 1:
+        return
+    if x_shape is not None and -len(x_shape) <= axis < len(x_shape) and len(s_shape) == 1 \
+            and x_shape[axis] == s_shape[0]:
+        return
+    raise ModelError(f"node '{node.name}' ({node.op_type}): scale of shape {list(s_shape)} "
+                     f"does not fit axis {axis} of the input of shape "
+                     f"{list(x_shape) if x_shape is not None else '?'}")
+
+
 def _glue(a: _Analyzer, node: onnx.NodeProto, layers: list[Layer]) -> None:
     op = node.op_type
     src = a.act(node.input[0], node)
     owner = next((layer for layer in reversed(layers) if layer.output == src), None)
     if op == "Clip":
         lo = a.const_array(node.input[1]) if len(node.input) > 1 and node.input[1] else None
-        if lo is not None and float(lo) < 0:
-            raise UnsupportedOpError(node.name, op, f"clip minimum {float(lo)} < 0 (only "
+        if lo is not None and float(np.ravel(lo)[0]) < 0:
+            raise UnsupportedOpError(node.name, op, f"clip minimum {np.ravel(lo)[0]} < 0 (only "
                                      "ReLU-like clips, min >= 0, are supported)")
     if op == "BatchNormalization" and (owner is None or owner.kind not in WEIGHT_KINDS):
         raise UnsupportedOpError(node.name, op, "batch-norm must follow a conv or linear layer")
@@ -298,6 +352,9 @@ def _compute(a: _Analyzer, node: onnx.NodeProto) -> Layer:
                      macs=int(np.prod(out_shape)), nodes=[node.name])
     x = a.act(node.input[0], node)
     in_shape = a.shape(node.input[0], node)
+    if op in ("GlobalAveragePool", "AveragePool", "Conv") and len(in_shape) != 4:
+        raise UnsupportedOpError(node.name, op, f"input of shape {list(in_shape)} (only NCHW "
+                                 "images)")
     if op in ("GlobalAveragePool", "AveragePool"):
         if op == "AveragePool":
             k = at.get("kernel_shape", [1, 1])
@@ -308,6 +365,11 @@ def _compute(a: _Analyzer, node: onnx.NodeProto) -> Layer:
             kernel, stride = int(k[0]), int(at.get("strides", [1, 1])[0])
         else:
             kernel, stride = int(in_shape[2]), 1
+        want = [1, in_shape[1]] + [(d - kernel) // stride + 1 if op == "AveragePool" else 1
+                                   for d in in_shape[2:]]
+        if kernel < 1 or stride < 1 or list(out_shape) != want:
+            raise ModelError(f"node '{node.name}' ({op}): output shape {list(out_shape)}, "
+                             f"expected {want} (kernel {kernel}, stride {stride})")
         macs = int(np.prod(out_shape)) * kernel * kernel
         return Layer(node.name, "pool", [x], node.output[0], in_shape, out_shape,
                      macs=macs, kernel=kernel, stride=stride, nodes=[node.name])
@@ -331,6 +393,9 @@ def _compute(a: _Analyzer, node: onnx.NodeProto) -> Layer:
         k_in, n_out = (w.shape[1], w.shape[0]) if at.get("transB", 0) else w.shape
     else:
         k_in, n_out = w.shape
+    if k_in != in_shape[1] or (n_bias and n_bias != n_out):
+        raise ModelError(f"node '{node.name}' ({op}): weights {list(w.shape)} (bias "
+                         f"{n_bias}) do not fit the input {list(in_shape)}")
     return Layer(node.name, "linear", [x], node.output[0], in_shape, out_shape,
                  weight_shape=tuple(w.shape), n_weights=int(w.size), n_bias=n_bias,
                  macs=int(k_in * n_out), nodes=[node.name])
@@ -355,6 +420,18 @@ def _conv(node, at, x, in_shape, out_shape, w, n_bias) -> Layer:
     pads = list(at.get("pads", [0, 0, 0, 0]))
     if len(set(pads)) != 1:
         raise UnsupportedOpError(node.name, op, f"asymmetric pads {pads}")
+    if group < 1 or cin_g * group != cin:
+        raise ModelError(f"node '{node.name}' ({op}): weights {list(w.shape)} with group={group} "
+                         f"take {cin_g * group} input channels, the input has {cin}")
+    if n_bias and n_bias != cout:
+        raise ModelError(f"node '{node.name}' ({op}): {n_bias} biases for {cout} output channels")
+    if list(at.get("kernel_shape", [kh, kw])) != [kh, kw]:
+        raise ModelError(f"node '{node.name}' ({op}): kernel_shape {list(at['kernel_shape'])} "
+                         f"differs from the weights' {kh}x{kw}")
+    want = [(d + 2 * pads[0] - kh) // strides[0] + 1 for d in in_shape[2:]]
+    if list(out_shape) != [1, cout] + want:
+        raise ModelError(f"node '{node.name}' ({op}): output shape {list(out_shape)}, expected "
+                         f"{[1, cout] + want} from the input, weights, pads and strides")
     if group == 1:
         kind = "pointwise" if kh == 1 and pads[0] == 0 else "conv"
     elif group == cin and cin_g == 1 and cout == cin:

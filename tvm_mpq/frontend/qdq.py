@@ -165,6 +165,10 @@ def prepare_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, QdqInfo]:
                                               name=node.name))
             continue
         new_nodes.append(node)
+    for name, t in inits.items():      # sub-byte initializers no Q/DQ reads (TVM's frontend
+        if name not in replaced and QTYPES.get(t.data_type, (8,))[0] < 8:   # fails on them)
+            replace_init(name, _to_container(numpy_helper.to_array(t),
+                                             QTYPES[t.data_type][1]).reshape(t.dims))
     for name, t in replaced.items():
         inits[name].CopyFrom(t)
     del g.node[:]

@@ -38,9 +38,19 @@ def annotate_precision(mod, info: QdqInfo, const_arrays: dict[str, np.ndarray]):
         acts[tuple(spec.shape)].append(spec)
     used = set()
 
+    errors: list[ModelError] = []     # TVM's FFI turns exceptions raised in the visitor into
+                                      # RuntimeError; the ModelError is re-raised below
+
     @relax.expr_functor.mutator
     class _Annotate(relax.PyExprMutator):
         def visit_call_(self, call):
+            try:
+                return self._visit_call(call)
+            except ModelError as e:
+                errors.append(e)
+                raise
+
+        def _visit_call(self, call):
             call = self.visit_expr_post_order(call)
             if ta.is_call(call, "relax.quantize"):
                 spec = self._activation(call)
@@ -67,5 +77,11 @@ def annotate_precision(mod, info: QdqInfo, const_arrays: dict[str, np.ndarray]):
     mutator = _Annotate(mod)
     for gv, func in mod.functions_items():
         if isinstance(func, relax.Function):
-            mutator.builder_.update_func(gv, mutator.visit_expr(func))
+            try:
+                new = mutator.visit_expr(func)
+            except Exception:
+                if errors:
+                    raise errors[0] from None
+                raise
+            mutator.builder_.update_func(gv, new)
     return mutator.builder_.get()

@@ -160,6 +160,19 @@ class _Legalizer:
 
     # ---- the rewrite --------------------------------------------------------------------
     def run(self):
+        try:
+            return self._run()
+        except BaseException:
+            # close the binding block the builder's scopes leave open after an exception, so
+            # that TVM does not log "BlockBuilder destroyed with remaining blocks" under the
+            # CLI's one-line error
+            try:
+                self.bb._end_block()
+            except Exception:  # noqa: BLE001 - nothing was open
+                pass
+            raise
+
+    def _run(self):
         params = list(self.func.params)
         if len(params) != 1:
             raise ModelError("the model must have exactly one input")
@@ -311,7 +324,7 @@ class _Legalizer:
                 2.0 ** (shift + 1) < 2.0 ** 31 - 1:
             shift += 1
         bias_q = np.rint(b_acc * 2.0 ** shift)
-        m0, n0 = quantize_multipliers(m / 2.0 ** shift)
+        m0, n0 = _multipliers(what, m / 2.0 ** shift)
         bound = raw * 2.0 ** shift + np.max(np.abs(bias_q), initial=0)
         if bound >= 2**31:
             raise ModelError(f"{what}: the int32 accumulator could overflow "
@@ -376,8 +389,8 @@ class _Legalizer:
         _, h, w, _ = ta.static_shape(x.var)
         if axes != [2, 3] or h != w:
             raise ModelError(f"node '{out.node}': only global average pooling over square maps")
-        m0, n0 = quantize_multiplier(x.scale / (out.scale * h * w))
         name = self._name("pool", out.node)
+        m0, n0 = _multipliers(f"layer '{name}'", x.scale / (out.scale * h * w))
         attrs = dict(kernel=h, stride=1, z_in=x.zero, z_out=out.zero, q_min=q_min, q_max=q_max,
                      in_bits=x.bits, out_bits=out.bits, name=name, kind="pool", in_node=x.node,
                      out_node=out.node)
@@ -392,6 +405,9 @@ class _Legalizer:
         shift = max(1, min(40, ADD_SHIFT_BITS - max(0, math.ceil(math.log2(top + 1e-30)))))
         k_a, k_b = int(round(ra * (1 << shift))), int(round(rb * (1 << shift)))
         name = self._name("add", out.node)
+        if max(k_a, k_b) >= 2**31:
+            raise ModelError(f"layer '{name}': the input scales are {top:.3g} times the output "
+                             "scale; the integer add cannot rescale that (check the scales)")
         attrs = dict(z_a=a.zero, z_b=b.zero, k_a=k_a, k_b=k_b, shift=shift, z_out=out.zero,
                      q_min=q_min, q_max=q_max, in_bits=max(a.bits, b.bits), a_bits=a.bits,
                      b_bits=b.bits, out_bits=out.bits,
@@ -399,6 +415,16 @@ class _Legalizer:
                      out_node=out.node)
         self.layers.append(attrs)
         return self.bb.emit(make_call("mpq.add_icn", [a.var, b.var], attrs))
+
+
+def _multipliers(what: str, m):
+    """quantize_multipliers, with a scale combination that ICN cannot express (a multiplier
+    >= 2^30, e.g. from a corrupt scale) refused by the layer's name."""
+    try:
+        return quantize_multipliers(np.asarray(m)) if np.ndim(m) else quantize_multiplier(float(m))
+    except ValueError as e:
+        raise ModelError(f"{what}: requantization {e} (input scale x weight scale / output "
+                         "scale; check the model's scales)") from None
 
 
 def legalize_requantize_to_icn(mod, layer_names: list[str] | None = None):

@@ -60,7 +60,13 @@ def convert(model: onnx.ModelProto, origin: str = "model") -> IntegerModel:
                          "tvm-mpq train), or give a QDQ ONNX model")
     model8, info = prepare_qdq(model)
     arrays = {t.name: numpy_helper.to_array(t) for t in model8.graph.initializer}
-    mod = ta.onnx_to_relax(model8)
+    try:
+        mod = ta.onnx_to_relax(model8)
+    except Exception as e:  # noqa: BLE001 - the frontend raises many types on odd models
+        # the model passed the flow's own checks: say what TVM refused, in one line
+        text = " ".join(str(e).split())
+        raise ModelError(f"{origin}: TVM's ONNX frontend cannot import the model: "
+                         f"{type(e).__name__}: {text[:300]}") from None
     mod = annotate_precision(mod, info, arrays)
     mod = legalize_requantize_to_icn(mod, [layer.name for layer in graph.layers])
     check_integer_only(mod)

@@ -245,9 +245,9 @@ def from_onnx(model: onnx.ModelProto) -> TorchNet:
             if not isinstance(last, ConvLayer) or last.act is not None:
                 raise UnsupportedOpError(name, op, "activation must follow a conv (+ batch-norm)")
             if op == "Clip":
-                lo = float(const(node.input[1], node)) if len(node.input) > 1 and node.input[1] \
+                lo = const(node.input[1], node).item() if len(node.input) > 1 and node.input[1] \
                     else -np.inf
-                hi = float(const(node.input[2], node)) if len(node.input) > 2 and node.input[2] \
+                hi = const(node.input[2], node).item() if len(node.input) > 2 and node.input[2] \
                     else np.inf
                 if lo != 0.0 or not np.isfinite(hi) or hi <= 0:
                     raise UnsupportedOpError(name, op, f"Clip({lo}, {hi}): only Clip(0, M) "
