@@ -33,6 +33,11 @@ def load_onnx_file(path: str) -> onnx.ModelProto:
         raise ModelError(f"'{path}' is a directory, not an ONNX model file")
     with open(path, "rb") as f:
         data = f.read()
+    return load_onnx_bytes(data, path)
+
+
+def load_onnx_bytes(data: bytes, path: str = "model") -> onnx.ModelProto:
+    """Parse and validate the bytes of an .onnx file (`path` names it in errors)."""
     if not data:
         raise ModelError(f"'{path}' is empty, not an ONNX model")
     model = onnx.ModelProto()
