@@ -63,10 +63,12 @@ def _case(i, kind, in_bits, out_bits, w_bits, rng, c=None, w_signed=None, schedu
     return spec, pack(x.reshape(-1, in_shape[-1]), in_bits).tobytes(), params, y
 
 
-WIDE = [("pointwise", 37, 8, True, None), ("pointwise", 64, 4, False, None),
-        ("pointwise", 40, 8, False, {"pix": 4, "unroll": 1}),
-        ("conv", 16, 8, True, {"pix": 1}), ("conv", 11, 2, False, {"ch": 4}),
-        ("linear", 100, 8, True, None), ("linear", 64, 8, False, {"ch": 4})]
+# (kind, C, in bits, weight bits, signed weights, schedule)
+WIDE = [("pointwise", 37, 8, 8, True, None), ("pointwise", 64, 4, 8, False, None),
+        ("pointwise", 45, 8, 4, True, None), ("conv", 16, 4, 4, False, None),
+        ("pointwise", 40, 8, 8, False, {"pix": 4, "unroll": 1}),
+        ("conv", 16, 8, 8, True, {"pix": 1}), ("conv", 11, 2, 8, False, {"ch": 4}),
+        ("linear", 100, 8, 8, True, None), ("linear", 64, 8, 8, False, {"ch": 4})]
 
 
 def _pool_add_cases(rng):
@@ -99,10 +101,10 @@ def firmware(tmp_path_factory):
             spec, xb, params, y = _case(i, kind, ib, ob, wb, rng)
             cases.append((spec, xb, params, y, None))
             i += 1
-    # wider rows: the 8-bit assembly loop of the 2 x 2 block (odd word counts, tail bytes,
+    # wider rows: the 8- and 4-bit assembly loops of the 2 x 2 block (odd word counts, tail bytes,
     # signed and unsigned weights) and the other points of the tuning space
-    for kind, c, ib, ws, sched in WIDE:
-        spec, xb, params, y = _case(i, kind, ib, 8, 8, rng, c=c, w_signed=ws, schedule=sched)
+    for kind, c, ib, wb, ws, sched in WIDE:
+        spec, xb, params, y = _case(i, kind, ib, 8, wb, rng, c=c, w_signed=ws, schedule=sched)
         cases.append((spec, xb, params, y, None))
         i += 1
     cases += _pool_add_cases(rng)

@@ -213,6 +213,61 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dot_2x2(const uint8_t *x0, const uint8_t *x1, con
                      : [end] "r"(end)                                                   \
                      : "cc", "memory")
 
+/* 4-bit weights: one word holds 8 weights = 4 pairs per row (nibble m and m + 4); each
+ * half of the word (pairs 0-1, then 2-3) is unpacked with AND/LSR into 2 registers per
+ * row (the word is loaded twice: the registers hold nothing else). Signed weights are
+ * flipped to u = w + 8 with one EOR (XOR_), as MPQ_DSP_UNPACK does. */
+#define MPQ_DSP_2X2I_SMLADS                                                             \
+    "ldrd   %[x0], %[x1], [%[px]], #16\n\t"                                             \
+    "smlad  %[s00], %[x0], %[a0], %[s00]\n\t"                                           \
+    "smlad  %[s00], %[x1], %[a1], %[s00]\n\t"                                           \
+    "smlad  %[s01], %[x0], %[b0], %[s01]\n\t"                                           \
+    "smlad  %[s01], %[x1], %[b1], %[s01]\n\t"                                           \
+    "ldrd   %[x0], %[x1], [%[px], #-8]\n\t"                                             \
+    "smlad  %[s10], %[x0], %[a0], %[s10]\n\t"                                           \
+    "smlad  %[s10], %[x1], %[a1], %[s10]\n\t"                                           \
+    "smlad  %[s11], %[x0], %[b0], %[s11]\n\t"                                           \
+    "smlad  %[s11], %[x1], %[b1], %[s11]\n\t"
+
+#define MPQ_DSP_2X2I_STEP4(XOR_A, XOR_B)                                                \
+    "ldr    %[a1], [%[w0]]\n\t"                                                         \
+    "ldr    %[b1], [%[w1]]\n\t"                                                         \
+    XOR_A XOR_B                                                                         \
+    "and    %[a0], %[a1], #0x000F000F\n\t"                                              \
+    "lsr    %[a1], %[a1], #4\n\t"                                                       \
+    "and    %[a1], %[a1], #0x000F000F\n\t"                                              \
+    "and    %[b0], %[b1], #0x000F000F\n\t"                                              \
+    "lsr    %[b1], %[b1], #4\n\t"                                                       \
+    "and    %[b1], %[b1], #0x000F000F\n\t"                                              \
+    MPQ_DSP_2X2I_SMLADS                                                                 \
+    "ldr    %[a1], [%[w0]], #4\n\t"                                                     \
+    "ldr    %[b1], [%[w1]], #4\n\t"                                                     \
+    XOR_A XOR_B                                                                         \
+    "lsr    %[a0], %[a1], #8\n\t"                                                       \
+    "and    %[a0], %[a0], #0x000F000F\n\t"                                              \
+    "lsr    %[a1], %[a1], #12\n\t"                                                      \
+    "and    %[a1], %[a1], #0x000F000F\n\t"                                              \
+    "lsr    %[b0], %[b1], #8\n\t"                                                       \
+    "and    %[b0], %[b0], #0x000F000F\n\t"                                              \
+    "lsr    %[b1], %[b1], #12\n\t"                                                      \
+    "and    %[b1], %[b1], #0x000F000F\n\t"                                              \
+    MPQ_DSP_2X2I_SMLADS
+
+#define MPQ_DSP_XOR4_A "eor    %[a1], %[a1], #0x88888888\n\t"
+#define MPQ_DSP_XOR4_B "eor    %[b1], %[b1], #0x88888888\n\t"
+
+#define MPQ_DSP_2X2I_ASM4(XOR_A, XOR_B)                                                 \
+    __asm__ volatile("1:\n\t" MPQ_DSP_2X2I_STEP4(XOR_A, XOR_B)                          \
+                     MPQ_DSP_2X2I_STEP4(XOR_A, XOR_B)                                   \
+                     "cmp    %[w0], %[end]\n\t"                                         \
+                     "bne    1b\n\t"                                                    \
+                     : [s00] "+r"(s00), [s01] "+r"(s01), [s10] "+r"(s10), [s11] "+r"(s11), \
+                       [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),  \
+                       [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "+&r"(pw0), [w1] "+&r"(pw1), \
+                       [px] "+&r"(xc)                                                   \
+                     : [end] "r"(end)                                                   \
+                     : "cc", "memory")
+
 #define MPQ_DSP_2X2I_C(LOAD)                                                            \
     do {                                                                                \
         MPQ_DSP_UNPACK(LOAD(w0), w_bits, w_signed, a);                                  \
@@ -240,14 +295,18 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dot_2x2i(const uint8_t *xb, const uint8_t *w0,
     int32_t i = 0;
     const uint8_t *xc = (const uint8_t *)__builtin_assume_aligned(xb, 8);
 #if defined(__ARM_FEATURE_DSP)
-    if (w_bits == 8 && n_bytes >= 8) {
+    if ((w_bits == 8 || w_bits == 4) && n_bytes >= 8) {
         const int32_t nw = (n_bytes / 4) & ~1;
         const uint8_t *pw0 = w0, *pw1 = w1, *end = w0 + 4 * nw;
         uint32_t a0, a1, b0, b1, x0, x1;
-        if (w_signed) {
+        if (w_bits == 8 && w_signed) {
             MPQ_DSP_2X2I_ASM("sxtb16");
-        } else {
+        } else if (w_bits == 8) {
             MPQ_DSP_2X2I_ASM("uxtb16");
+        } else if (w_signed) {
+            MPQ_DSP_2X2I_ASM4(MPQ_DSP_XOR4_A, MPQ_DSP_XOR4_B);
+        } else {
+            MPQ_DSP_2X2I_ASM4("", "");
         }
         i = 4 * nw;
     }
