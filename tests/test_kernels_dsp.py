@@ -128,7 +128,11 @@ def test_every_schedule_gives_the_golden_bytes(builder):  # noqa: F811
             conv_case(7701, "conv", 4, 2, 4, True, w_signed=True, stride=2, c=5, cout=6),
             conv_case(7702, "pointwise", 2, 4, 2, True, h=3, c=13, cout=7),
             conv_case(7703, "pointwise", 8, 8, 4, False, in_signed=True, h=5, c=8, cout=10),
-            linear_case(7704, 8, 8, 8, kdim=61, n=9, w_signed=True)]
+            linear_case(7704, 8, 8, 8, kdim=61, n=9, w_signed=True),
+            # 4-bit inputs, 8-bit weights, C % 8 == 0: im2col 8 channels a word
+            conv_case(7705, "conv", 4, 8, 8, True, in_signed=True, w_signed=True, h=4, c=16,
+                      cout=5, stride=2),
+            conv_case(7706, "pointwise", 4, 4, 8, True, h=3, c=24, cout=6)]
     cases = []
     for c in base:
         for i, sched in enumerate(_schedules(c.spec)):

@@ -449,6 +449,10 @@ static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi,
     const int32_t tap_slots = (c * w_bits + 7) / 8 * (8 / w_bits);
     int16_t *out = (int16_t *)(void *)col;
     int32_t sum = 0;
+    /* word-at-a-time paths for 8-bit weights (slot order [x0, x2], [x1, x3] per 4
+     * channels): 8-bit inputs 4 channels a word, 4-bit inputs 8 channels a word */
+    const int32_t fast8 = in_bits == 8 && w_bits == 8 && c % 4 == 0;
+    const int32_t fast4 = in_bits == 4 && w_bits == 8 && c % 8 == 0;
     if (q == 0) memset(col, 0, (size_t)n_slots * 2u * (size_t)ilv);
     for (int32_t kh = 0; kh < k; ++kh) {
         const int32_t ii = oi * stride - pad + kh;
@@ -458,7 +462,29 @@ static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi,
             if (jj < 0 || jj >= w) continue;
             const uint8_t *px = x + (ii * w + jj) * row_in;
             const int32_t base = (kh * k + kw) * tap_slots;
-            if (in_bits == 8 && w_bits == 8 && c % 4 == 0) {
+            if (fast4) {
+                /* signed nibbles: (v ^ 8) - 8, so subtract z_in + 8 after one XOR */
+                const int32_t zz = z_in + (in_signed ? 8 : 0);
+                const uint32_t z2 = (uint32_t)(uint16_t)(int16_t)zz * 0x00010001u;
+                for (int32_t ch = 0; ch < c; ch += 8) {
+                    uint32_t X = mpq_dsp_ld32(px + ch / 2);
+                    if (in_signed) X ^= 0x88888888u;
+                    for (int32_t g = 0; g < 2; ++g) {
+                        uint32_t t = (X >> (16 * g)) & 0xFFFFu, p0, p1;
+                        t |= t << 8;
+                        p0 = t & 0x000F000Fu;
+                        p1 = (t >> 4) & 0x000F000Fu;
+                        p0 = ((p0 & 0xFFFF0000u) - (z2 & 0xFFFF0000u))
+                             | ((p0 - z2) & 0x0000FFFFu);
+                        p1 = ((p1 & 0xFFFF0000u) - (z2 & 0xFFFF0000u))
+                             | ((p1 - z2) & 0x0000FFFFu);
+                        memcpy(out + MPQ_DSP_SLOT(base + ch + 4 * g), &p0, 4);
+                        memcpy(out + MPQ_DSP_SLOT(base + ch + 4 * g) + 2, &p1, 4);
+                    }
+                }
+                continue;
+            }
+            if (fast8) {
                 /* 4 channels a word: pairs [x0, x2], [x1, x3] are the slot order */
                 const uint32_t z2 = (uint32_t)(uint16_t)(int16_t)z_in * 0x00010001u;
                 for (int32_t ch = 0; ch < c; ch += 4) {
@@ -488,7 +514,7 @@ static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi,
             }
         }
     }
-    if (in_bits == 8 && w_bits == 8 && c % 4 == 0) {
+    if (fast8 || fast4) {
         for (int32_t s = 0; s < n_slots; ++s) sum += out[MPQ_DSP_SLOT(s)];
     }
     return sum;
