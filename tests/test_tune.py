@@ -131,3 +131,16 @@ def test_tune_records_resume_and_deterministic_compile(tmp_path):
     # the tuned host build computes the same bytes as the golden model
     rc = cli(["-q", "run", str(tmp_path / "out0"), "--board", "host", "--reference"])
     assert rc == 0
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--layers", "no_such_layer*"], "no tunable layer selected"),
+    (["--trials", "0"], "--trials must be at least 1"),
+    (["--rpc-tracker", "localhost:9190"], "give both --rpc-tracker"),
+    (["--rpc-tracker", "nohost", "--rpc-key", "k"], "HOST:PORT"),
+])
+def test_tune_user_errors(tmp_path, capsys, args, msg):
+    rc = cli(["tune", str(QDQ), "-o", str(tmp_path / "r.json")] + args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and msg in err[0], err
+    assert not (tmp_path / "r.json").exists()
