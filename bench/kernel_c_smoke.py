@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tvm_mpq.codegen.aot import c_array
 from tvm_mpq.codegen.kernels import KernelSpec, generate_kernel, pack_params
 from tvm_mpq.reference import icn, ops
 from tvm_mpq.reference.packing import pack, packed_bytes
@@ -101,14 +102,6 @@ def host_run(so: Path, name: str, x: bytes, consts: dict, out_bytes: int, repeat
         best = min(best, time.perf_counter() - t0)
     assert rc == 0
     return out.raw, best
-
-
-def c_array(ctype: str, sym: str, data: bytes) -> str:
-    size = {"uint8_t": 1, "int8_t": 1, "int16_t": 2, "int32_t": 4}[ctype]
-    vals = np.frombuffer(data, {1: np.uint8, 2: "<i2", 4: "<i4"}[size])
-    if ctype == "int8_t":
-        vals = vals.view(np.int8)
-    return f"static const {ctype} {sym}[{max(1, len(vals))}] = {{{', '.join(map(str, vals))}}};"
 
 
 def qemu_count(tmp: Path, kernel, x: bytes, consts: dict, want: bytes):

@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 import pytest
 
-from tvm_mpq.codegen.aot import _c_array
+from tvm_mpq.codegen.aot import c_array
 from tvm_mpq.codegen.kernels import KernelSpec, generate_kernel, pack_params
 from tvm_mpq.reference import icn, ops
 from tvm_mpq.reference.packing import pack, packed_bytes, unpack
@@ -115,13 +115,13 @@ def firmware(tmp_path_factory):
     for j, (spec, xb, params, y, bb) in enumerate(cases):
         k = generate_kernel(spec)
         kernels[k.name] = k
-        arrays.append(_c_array("uint8_t", f"x{j}", xb))
+        arrays.append(c_array("uint8_t", f"x{j}", xb))
         args = [f"x{j}"]
         if bb is not None:
-            arrays.append(_c_array("uint8_t", f"b{j}", bb))
+            arrays.append(c_array("uint8_t", f"b{j}", bb))
             args.append(f"b{j}")
         for pname, (ctype, data) in params.items():
-            arrays.append(_c_array(ctype, f"p{j}_{pname}", data))
+            arrays.append(c_array(ctype, f"p{j}_{pname}", data))
             args.append(f"p{j}_{pname}")
         args.append(f"output + {offset}")
         if k.scratch_bytes:                      # the fast kernels' im2col columns

@@ -53,7 +53,7 @@ def _env() -> jinja2.Environment:
                               autoescape=False)
 
 
-def _c_array(ctype: str, name: str, data: bytes) -> str:
+def c_array(ctype: str, name: str, data: bytes) -> str:
     if ctype == "uint8_t":
         vals = [f"0x{b:02x}" for b in data]
     else:
@@ -192,7 +192,7 @@ def generate_model(mod, model_name: str, layer_info: dict | None = None,
         cargs = []
         for pname, (ctype, data) in packed.items():
             sym = f"mpq_{pname}_{i}"
-            params_c.append(_c_array(ctype, sym, data))
+            params_c.append(c_array(ctype, sym, data))
             params_h.append(f"extern const {ctype} {sym}[{max(1, len(data) // np.dtype(ctype.replace('_t', '')).itemsize)}];")
             const_bytes += len(data)
             cargs.append(sym)

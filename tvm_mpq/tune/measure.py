@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..codegen.aot import c_array
 from ..codegen.kernels import Kernel, KernelSpec, generate_kernel, pack_params
 from ..errors import MpqError
 from ..fsutil import write_bytes_atomic as atomic_write_bytes
@@ -91,15 +92,6 @@ def layer_data(spec: KernelSpec):
         xp = pack(x[0], spec.in_bits)
     outp = pack(np.asarray(want).reshape(-1, spec.out_shape[-1]), spec.out_bits)
     return xp.tobytes(), pack_params(spec, w, w_zero, bias, m0, n0), outp.tobytes()
-
-
-def c_array(ctype: str, sym: str, data: bytes) -> str:
-    size = {"uint8_t": 1, "int8_t": 1, "int16_t": 2, "int32_t": 4}[ctype]
-    vals = np.frombuffer(data, {1: np.uint8, 2: "<i2", 4: "<i4"}[size])
-    if ctype == "int8_t":
-        vals = vals.view(np.int8)
-    body = ",".join(map(str, vals.tolist())) or "0"
-    return f"const {ctype} {sym}[{max(1, len(vals))}] = {{{body}}};\n"
 
 
 _MODEL_H = """#ifndef MODEL_H
