@@ -5,8 +5,9 @@ T.call_extern, as microTVM's mprofile schedules tensorized theirs.
 conv / pointwise / linear (`gemm`): for each pair of output pixels, the two im2col columns
 (int16 x - z_in, in the weights' unpacking order) go to the scratch buffer and their sums
 S = sum(x - z_in) to two locals; then for each block of G output channels (G = 2, or 4
-for 2-bit outputs) `mpq_dsp_dot` gives the plain dot products x'.u of 2 pixels x 2
-channels (SMLAD on int16 pairs, each weight word unpacked once for both pixels), and
+for 2-bit outputs) `mpq_dsp_dot_2x2i` gives the plain dot products x'.u of 2 pixels x 2
+channels (SMLAD on int16 pairs, each weight word unpacked once for both pixels; the two
+columns interleaved by 8 bytes, and the 8-/4-bit weight loop in Cortex-M7 assembly), and
 
     acc = x'.u - (w_zero + off_w) * S + bias,   off_w = 2^(w_bits-1) for signed 4/2-bit
                                                  weights (unpacked as u = w + off_w), else 0
@@ -14,7 +15,8 @@ channels (SMLAD on int16 pairs, each weight word unpacked once for both pixels),
 which is sum (x - z_in)(w - w_zero) + bias exactly (padding taps are 0 in the column, as
 they are 0 in the golden model). Linear layers use one column. The pixel and channel
 block sizes and the unrolling are schedule knobs (`schedule_space`), set per layer by
-`KernelSpec.schedule` (from `tvm-mpq tune` records); the defaults are 2 x 2, unrolled twice.
+`KernelSpec.schedule` (from `tvm-mpq tune` records); the defaults are 2 x 2, unrolled twice;
+other points use the general C micro-kernel `mpq_dsp_dot` over plain columns.
 
 depthwise: for each block of 4 channels, `mpq_dsp_dw_prep` widens the weights minus their
 zero points once into a local table; then per output pixel `mpq_dsp_dw` accumulates the
