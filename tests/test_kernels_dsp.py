@@ -132,7 +132,11 @@ def test_every_schedule_gives_the_golden_bytes(builder):  # noqa: F811
             # 4-bit inputs, 8-bit weights, C % 8 == 0: im2col 8 channels a word
             conv_case(7705, "conv", 4, 8, 8, True, in_signed=True, w_signed=True, h=4, c=16,
                       cout=5, stride=2),
-            conv_case(7706, "pointwise", 4, 4, 8, True, h=3, c=24, cout=6)]
+            conv_case(7706, "pointwise", 4, 4, 8, True, h=3, c=24, cout=6),
+            # depthwise, 2 pixels a call: odd widths (a duplicate last pixel), borders,
+            # stride 2, a partial channel block
+            conv_case(7707, "depthwise", 8, 8, 8, True, w_signed=True, h=7, c=6),
+            conv_case(7708, "depthwise", 4, 2, 4, True, in_signed=True, h=6, c=9, stride=2)]
     cases = []
     for c in base:
         for i, sched in enumerate(_schedules(c.spec)):
@@ -151,7 +155,9 @@ def test_schedule_validation():
     with pytest.raises(ModelError, match="schedule"):
         spec.with_schedule({"pix": 4})
     dw = KernelSpec("depthwise", (1, 4, 4, 8), (1, 4, 4, 8), kernel=3, pad=1)
-    assert kernel_dsp.schedule_space(dw) == {}
+    assert kernel_dsp.schedule_space(dw) == {"pix": (1, 2)}
+    assert kernel_dsp.schedule_space(
+        KernelSpec("avg_pool", (1, 4, 4, 8), (1, 1, 1, 8), kernel=4)) == {}
     # the schedule is part of the spec: two schedules, two kernels
     a = generate_kernel(KernelSpec("pointwise", (1, 4, 4, 8), (1, 4, 4, 8)))
     b = generate_kernel(KernelSpec("pointwise", (1, 4, 4, 8), (1, 4, 4, 8)).with_schedule(

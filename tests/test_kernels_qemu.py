@@ -68,7 +68,8 @@ WIDE = [("pointwise", 37, 8, 8, True, None), ("pointwise", 64, 4, 8, False, None
         ("pointwise", 45, 8, 4, True, None), ("conv", 16, 4, 4, False, None),
         ("pointwise", 40, 8, 8, False, {"pix": 4, "unroll": 1}),
         ("conv", 16, 8, 8, True, {"pix": 1}), ("conv", 11, 2, 8, False, {"ch": 4}),
-        ("linear", 100, 8, 8, True, None), ("linear", 64, 8, 8, False, {"ch": 4})]
+        ("linear", 100, 8, 8, True, None), ("linear", 64, 8, 8, False, {"ch": 4}),
+        ("depthwise", 12, 8, 8, True, {"pix": 2}), ("depthwise", 7, 4, 2, False, {"pix": 2})]
 
 
 def _pool_add_cases(rng):

@@ -52,7 +52,10 @@ def schedule_space(spec) -> dict[str, tuple[int, ...]]:
 
     conv / pointwise / linear: `pix` output pixels (im2col columns) per step, `ch` output
     channels per micro-kernel call (pix * ch <= 8 accumulators), `unroll` weight words per
-    inner-loop step. Depthwise and the other kinds have no knobs yet."""
+    inner-loop step. depthwise: `pix` output pixels of a row a micro-kernel call (the
+    weight table read once for both). Pooling and add have no knobs."""
+    if spec.kind == "depthwise":
+        return {"pix": (1, 2)} if spec.out_shape[2] > 1 else {}
     if spec.kind not in GEMM_KINDS:
         return {}
     _, _, _, ho, wo, _, _, _, _ = _dims(spec)
@@ -230,6 +233,7 @@ def depthwise(spec, name: str):
     zx = spec.z_in + off_x
     kk = k * k
     group = 4
+    npx = resolve_schedule(spec).get("pix", 1)
     row_y = row_bytes(c, spec.out_bits)
     with IRBuilder() as ib:
         with T.prim_func():
@@ -244,19 +248,34 @@ def depthwise(spec, name: str):
                     "int32", "mpq_dsp_dw_prep", T.address_of(wp[0]), wt.data, wz.data, blk, c,
                     kk, spec.w_bits, int(spec.w_signed), zx))
                 with T.serial(0, ho) as i:
-                    with T.serial(0, wo) as j:
-                        acc = T.alloc_buffer((group,), "int32", scope="global")
-                        T.evaluate(T.call_extern(
-                            "int32", "mpq_dsp_dw", T.address_of(acc[0]), x.data,
-                            T.address_of(wp[0]), i, j, blk, h, w, c, k, stride, pad,
-                            spec.in_bits, int(spec.in_signed), zx))
+                    with T.serial(0, -(-wo // npx)) as jj:
+                        acc = T.alloc_buffer((group * npx,), "int32", scope="global")
+                        if npx == 1:
+                            T.evaluate(T.call_extern(
+                                "int32", "mpq_dsp_dw", T.address_of(acc[0]), x.data,
+                                T.address_of(wp[0]), i, jj, blk, h, w, c, k, stride, pad,
+                                spec.in_bits, int(spec.in_signed), zx))
+                        else:       # pixels j, j + 1 (the last one twice when wo is odd)
+                            T.evaluate(T.call_extern(
+                                "int32", "mpq_dsp_dw2", T.address_of(acc[0]), x.data,
+                                T.address_of(wp[0]), i, jj * 2, tirx.min(jj * 2 + 1, wo - 1),
+                                blk, h, w, c, k, stride, pad, spec.in_bits,
+                                int(spec.in_signed), zx))
+                        for q in range(npx):
+                            def value(loc, q=q):
+                                o = tirx.min(blk * group + loc, c - 1)
+                                return _requant(spec, acc[q * group + loc], o, bias, m0, n0)
 
-                        def value(loc):
-                            o = tirx.min(blk * group + loc, c - 1)
-                            return _requant(spec, acc[loc], o, bias, m0, n0)
+                            def store(q=q, value=value):
+                                _store_block(T, y, (i * wo + jj * npx + q) * row_y, c,
+                                             blk * group, group, spec, value)
 
-                        _store_block(T, y, (i * wo + j) * row_y, c, blk * group, group, spec,
-                                     value)
+                            if q and wo % npx:
+                                with T.If(jj * npx + q < wo):
+                                    with T.Then():
+                                        store()
+                            else:
+                                store()
                 # the table is read only by the micro-kernel; this keeps its full size
                 T.evaluate(wp[2 * kk + 3])
     return ib.get()

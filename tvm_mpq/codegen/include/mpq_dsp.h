@@ -634,6 +634,58 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dw(int32_t *acc, const uint8_t *x, const int32_t 
     return 0;
 }
 
+/* Two output pixels (oi, oj0) and (oi, oj1) of one row (oj1 = oj0 + 1, or oj0 again for
+ * an odd last column): acc[0..3] as mpq_dsp_dw for the first, acc[4..7] for the second.
+ * Interior windows share each tap's weight pairs; at the borders it is two mpq_dsp_dw. */
+MPQ_DSP_INLINE int32_t mpq_dsp_dw2(int32_t *acc, const uint8_t *x, const int32_t *wp,
+                                  int32_t oi, int32_t oj0, int32_t oj1, int32_t g, int32_t h,
+                                  int32_t w, int32_t c, int32_t k, int32_t stride, int32_t pad,
+                                  int32_t in_bits, int32_t in_signed, int32_t zx)
+{
+    const int32_t row_in = (c * in_bits + 7) / 8;
+    const int32_t c_left = c - 4 * g;
+    const uint8_t *xg = x + (4 * g * in_bits) / 8;
+    const int32_t i0 = oi * stride - pad, j0 = oj0 * stride - pad, j1 = oj1 * stride - pad;
+    if (!(i0 >= 0 && j0 >= 0 && i0 + k <= h && j1 + k <= w)) {
+        mpq_dsp_dw(acc, x, wp, oi, oj0, g, h, w, c, k, stride, pad, in_bits, in_signed, zx);
+        return mpq_dsp_dw(acc + 4, x, wp, oi, oj1, g, h, w, c, k, stride, pad, in_bits,
+                          in_signed, zx);
+    }
+    const int32_t dj = (j1 - j0) * row_in;
+    int32_t s0 = wp[2 * k * k], s1 = wp[2 * k * k + 1], s2 = wp[2 * k * k + 2],
+            s3 = wp[2 * k * k + 3];
+    int32_t r0 = s0, r1 = s1, r2 = s2, r3 = s3;
+#pragma GCC unroll 3
+    for (int32_t kh = 0; kh < k; ++kh) {
+#pragma GCC unroll 3
+        for (int32_t kw = 0; kw < k; ++kw) {
+            const uint8_t *px = xg + ((i0 + kh) * w + j0 + kw) * row_in;
+            const int32_t t = kh * k + kw;
+            const uint32_t wa = (uint32_t)wp[2 * t], wb = (uint32_t)wp[2 * t + 1];
+            uint32_t pa, pb;
+            MPQ_DSP_DW_LOAD(px, c_left, in_bits, in_signed, pa, pb);
+            s0 = mpq_dsp_smlabb(pa, wa, s0);
+            s2 = mpq_dsp_smlatt(pa, wa, s2);
+            s1 = mpq_dsp_smlabb(pb, wb, s1);
+            s3 = mpq_dsp_smlatt(pb, wb, s3);
+            MPQ_DSP_DW_LOAD(px + dj, c_left, in_bits, in_signed, pa, pb);
+            r0 = mpq_dsp_smlabb(pa, wa, r0);
+            r2 = mpq_dsp_smlatt(pa, wa, r2);
+            r1 = mpq_dsp_smlabb(pb, wb, r1);
+            r3 = mpq_dsp_smlatt(pb, wb, r3);
+        }
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+    acc[4] = r0;
+    acc[5] = r1;
+    acc[6] = r2;
+    acc[7] = r3;
+    return 0;
+}
+
 /* The same when no exact tie can occur (reference.icn.ties_possible is False for this
  * layer's m0/n0): round half up is then identical. One SMULL and one ASR when s >= 32. */
 MPQ_DSP_INLINE int32_t mpq_dsp_requant_noties(int32_t acc, int32_t m0, int32_t n0,
