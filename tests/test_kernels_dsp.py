@@ -1,5 +1,5 @@
 """Edge cases of the fast (DSP) kernels' zero-point handling, on the host build (the plain-C
-twin of include/mpq_dsp.h), against the numpy golden model bit for bit, and the fast and
+twin of include/mpq_dsp*.h), against the numpy golden model bit for bit, and the fast and
 the plain kernels against each other byte for byte.
 
 The fast kernels compute sum (x - z_in)(w - w_zero) as x'.u - (w_zero + off) * sum(x'),

@@ -1,5 +1,5 @@
 """TIR of the fast (DSP) kernels: loops, zero points, requantization and output packing in
-TIR; the inner dot products are C micro-kernels (include/mpq_dsp.h) called with
+TIR; the inner dot products are C micro-kernels (include/mpq_dsp*.h) called with
 T.call_extern, as microTVM's mprofile schedules tensorized theirs.
 
 conv / pointwise / linear (`gemm`): for each pair of output pixels, the two im2col columns

@@ -33,7 +33,7 @@ scalars and at most 8 int32 accumulators):
     int32_t mpq_avg_pool_<in>_<out>_<suffix>(const uint8_t *x, const int32_t *m0,
         const int8_t *n0, uint8_t *y);
     int32_t mpq_add_<a>_<out>_<suffix>(const uint8_t *a, const uint8_t *b, uint8_t *y);
-Fast kernels (spec.dsp, the default; `kernel_dsp.py`, include/mpq_dsp.h): conv, pointwise and
+Fast kernels (spec.dsp, the default; `kernel_dsp.py`, include/mpq_dsp*.h): conv, pointwise and
 linear take a trailing `uint8_t *scratch` (Kernel.scratch_bytes, 8-byte aligned, contents
 undefined on entry; aot.py places it in the static memory plan for its layer step only);
 depthwise takes none. dsp=False (or TVM_MPQ_PLAIN_KERNELS=1) gives the plain kernels.
@@ -64,7 +64,7 @@ from ..reference.packing import BITS, pack
 from . import kernel_dsp, kernel_te
 from .tir_to_c import lower_to_c
 
-DSP_HEADER = Path(__file__).parent / "include" / "mpq_dsp.h"
+DSP_INCLUDE = Path(__file__).parent / "include"
 # `TVM_MPQ_PLAIN_KERNELS=1` makes specs default to the plain kernels (bench before/after)
 PLAIN_ENV = "TVM_MPQ_PLAIN_KERNELS"
 
@@ -188,7 +188,7 @@ def _generate(spec: KernelSpec) -> Kernel:
         build = kernel_dsp.depthwise if spec.kind == "depthwise" else kernel_dsp.gemm
         signature = f"int32_t {name}({', '.join(args)})"
         source = lower_to_c(build(spec, name), name, signature, _banner(spec, name),
-                            prelude=_dsp_prelude())
+                            prelude=_dsp_prelude(spec.kind == "depthwise"))
         return Kernel(name, source, scratch, signature + ";")
     func = kernel_te.BUILDERS[spec.kind](spec)
     signature = f"int32_t {name}({', '.join(args)})"
@@ -202,8 +202,11 @@ def is_fast(spec: KernelSpec) -> bool:
 
 
 @functools.cache
-def _dsp_prelude() -> str:
-    return DSP_HEADER.read_text()
+def _dsp_prelude(depthwise: bool) -> str:
+    """The micro-kernels a fast kernel's C starts with: the shared base (intrinsics,
+    unpacking, requantization), then the GEMM or the depthwise ones."""
+    part = "mpq_dsp_dw.h" if depthwise else "mpq_dsp_gemm.h"
+    return (DSP_INCLUDE / "mpq_dsp.h").read_text() + "\n" + (DSP_INCLUDE / part).read_text()
 
 
 def _spec_from_call(call) -> KernelSpec:

@@ -130,7 +130,9 @@ class QemuRunner(ms.runner.PyRunner):
         self.rpc = rpc
         self.timeout_s = timeout_s
 
-    def _measure(self, art: Path, trial: dict) -> int:
+    def measure(self, art: Path, trial: dict) -> int:
+        """Executed instructions of the firmware in artifact directory `art` (QEMU here or
+        a server of the RPC tracker); MeasureError for a wrong output, fault or timeout."""
         if self.rpc is None:
             return measure_elf(art / "firmware.elf", trial["input"], trial["want"],
                                trial["kernel"], self.timeout_s)
@@ -147,7 +149,7 @@ class QemuRunner(ms.runner.PyRunner):
             rec = {"key": trial["key"], "schedule": trial["schedule"],
                    "source": trial["source"]}
             try:
-                rec["instructions"] = self._measure(art, trial)
+                rec["instructions"] = self.measure(art, trial)
             except MeasureError as e:       # a failed trial; set-up errors stop the run
                 rec["error"] = str(e)
             self.log.add(rec)

@@ -27,12 +27,10 @@ import numpy as np
 from ..codegen.aot import c_array
 from ..codegen.kernels import Kernel, KernelSpec, generate_kernel, pack_params
 from ..errors import MpqError
-from ..fsutil import write_bytes_atomic as atomic_write_bytes
-from ..fsutil import write_text_atomic as atomic_write_text
+from ..fsutil import write_bytes_atomic, write_text_atomic
 from ..reference import icn, ops
-from ..reference.packing import pack
+from ..reference.packing import int_range, pack
 
-INSN_RANGE = "kernel"
 
 
 class MeasureError(MpqError):
@@ -48,18 +46,14 @@ def _weight_shape(spec: KernelSpec) -> tuple:
     return (spec.out_shape[-1], spec.kernel, spec.kernel, c)
 
 
-def _int_range(bits: int, signed: bool) -> tuple[int, int]:
-    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-
-
 def layer_data(spec: KernelSpec):
     """(packed input, packed constants, golden packed output) of random data for `spec`."""
     seed = int(hashlib.sha256(spec.digest().encode()).hexdigest()[:8], 16)
     rng = np.random.default_rng(seed)
-    lo, hi = _int_range(spec.in_bits, spec.in_signed)
+    lo, hi = int_range(spec.in_bits, spec.in_signed)
     x = rng.integers(lo, hi + 1, spec.in_shape)
     wshape = _weight_shape(spec)
-    wlo, whi = _int_range(spec.w_bits, spec.w_signed)
+    wlo, whi = int_range(spec.w_bits, spec.w_signed)
     w = rng.integers(wlo, whi + 1, wshape)
     cout = wshape[0]
     w_zero = rng.integers(wlo, whi + 1, cout) // 4
@@ -141,21 +135,21 @@ class LayerBench:
         x, consts, want = layer_data(self.spec)
         k = kernel_for(self.spec, None)
         scratch = self.max_scratch()
-        atomic_write_text(self.cg / "model.h", _MODEL_H.format(in_bytes=len(x),
+        write_text_atomic(self.cg / "model.h", _MODEL_H.format(in_bytes=len(x),
                                                                out_bytes=len(want)))
-        atomic_write_text(self.cg / "data.c", '#include <stdint.h>\n' + "".join(
+        write_text_atomic(self.cg / "data.c", '#include <stdint.h>\n' + "".join(
             c_array(t, f"k_{n}", d) for n, (t, d) in consts.items()))
         externs = "".join(f"extern const {t} k_{n}[];\n" for n, (t, _) in consts.items())
         args = ", ".join(["input"] + [f"k_{n}" for n in consts] + ["output"])
-        atomic_write_text(self.cg / "model.c", (
+        write_text_atomic(self.cg / "model.c", (
             '#include "model.h"\n' + externs
             + f"static uint8_t scratch[{scratch}] __attribute__((aligned(8)));\n"
             + k.prototype + "\n"
             + f'const char *const mpq_layer_names[MPQ_NUM_LAYERS] = {{"{k.name}"}};\n'
             "int mpq_model_run(const uint8_t *input, uint8_t *output)\n{\n"
             f"    return {k.name}({args}{', scratch' if k.scratch_bytes else ''});\n}}\n"))
-        atomic_write_bytes(self.input_path, x)
-        atomic_write_bytes(self.want_path, want)
+        write_bytes_atomic(self.input_path, x)
+        write_bytes_atomic(self.want_path, want)
         (self.dir / "ready").write_text("")
 
     def max_scratch(self) -> int:
@@ -182,7 +176,7 @@ class LayerBench:
             raise MeasureError(f"schedule {schedule} needs {k.scratch_bytes} B of scratch")
         src = self.cg / "kernel.c"
         if not src.is_file() or src.read_text() != k.c_source:
-            atomic_write_text(src, k.c_source)
+            write_text_atomic(src, k.c_source)
         elf = build_firmware(None, self.board, self.dir / "build", codegen_dir=self.cg)
         out = Path(out_elf)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -91,7 +91,7 @@ def tune_layers(layers: list[tuple[str, object]], *, trials: int, records_path: 
             trial = {"input": str(b.input_path), "want": str(b.want_path),
                      "kernel": b.kernel_name}
             rec = {"key": key, "schedule": default, "source": kernel_digest(tspec, default)}
-            rec["instructions"] = runner._measure(elf.parent, trial)
+            rec["instructions"] = runner.measure(elf.parent, trial)
             trial_log.add(rec)
             base = rec
         remaining = min(trials, len(sources)) - len(trial_log.of_key(key, sources))

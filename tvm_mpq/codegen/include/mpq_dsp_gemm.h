@@ -1,0 +1,334 @@
+/* mpq_dsp_gemm.h: the conv / pointwise / linear micro-kernels (im2col, dot products).
+ * Follows mpq_dsp.h in the C of every fast GEMM kernel (tvm_mpq.codegen.kernels). */
+
+/* The same 2 x 2 block with the two im2col columns interleaved by 8 bytes in xb (im2col
+ * with ilv = 2): one pointer walks both columns, so on the M7 the 8-bit loop fits the
+ * registers as hand-scheduled assembly: per weight word, 2 LDR + 4 SXTB16/UXTB16 +
+ * 2 LDRD + 8 SMLAD for 16 MACs, unrolled twice. The C twin computes the same sums. */
+#define MPQ_DSP_2X2I_STEP(EXT)                                                          \
+    "ldr    %[b0], [%[w1]], #4\n\t"                                                     \
+    "ldr    %[a0], [%[w0]], #4\n\t"                                                     \
+    "ldrd   %[x0], %[x1], [%[px]], #16\n\t"                                             \
+    EXT "   %[a1], %[a0], ror #8\n\t"                                                   \
+    EXT "   %[a0], %[a0]\n\t"                                                           \
+    EXT "   %[b1], %[b0], ror #8\n\t"                                                   \
+    EXT "   %[b0], %[b0]\n\t"                                                           \
+    "smlad  %[s00], %[x0], %[a0], %[s00]\n\t"                                           \
+    "smlad  %[s00], %[x1], %[a1], %[s00]\n\t"                                           \
+    "smlad  %[s01], %[x0], %[b0], %[s01]\n\t"                                           \
+    "smlad  %[s01], %[x1], %[b1], %[s01]\n\t"                                           \
+    "ldrd   %[x0], %[x1], [%[px], #-8]\n\t"                                             \
+    "smlad  %[s10], %[x0], %[a0], %[s10]\n\t"                                           \
+    "smlad  %[s10], %[x1], %[a1], %[s10]\n\t"                                           \
+    "smlad  %[s11], %[x0], %[b0], %[s11]\n\t"                                           \
+    "smlad  %[s11], %[x1], %[b1], %[s11]\n\t"
+
+/* Operands of both assembly loops (pointers early-clobber: `end` must not share a
+ * register with w1 even when they are equal on entry). */
+#define MPQ_DSP_2X2I_OPERANDS                                                           \
+    : [s00] "+r"(s00), [s01] "+r"(s01), [s10] "+r"(s10), [s11] "+r"(s11),               \
+      [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),                   \
+      [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "+&r"(pw0), [w1] "+&r"(pw1), [px] "+&r"(xc)   \
+    : [end] "r"(end)                                                                    \
+    : "cc", "memory"
+
+#define MPQ_DSP_2X2I_ASM(EXT)                                                           \
+    __asm__ volatile("1:\n\t" MPQ_DSP_2X2I_STEP(EXT) MPQ_DSP_2X2I_STEP(EXT)             \
+                     "cmp    %[w0], %[end]\n\t"                                         \
+                     "bne    1b\n\t"                                                    \
+                     MPQ_DSP_2X2I_OPERANDS)
+
+/* 4-bit weights: one word holds 8 weights = 4 pairs per row (nibble m and m + 4); each
+ * half of the word (pairs 0-1, then 2-3) is unpacked with AND/LSR into 2 registers per
+ * row (the word is loaded twice: the registers hold nothing else). Signed weights are
+ * flipped to u = w + 8 with one EOR (XOR_), as MPQ_DSP_UNPACK does. */
+#define MPQ_DSP_2X2I_SMLADS                                                             \
+    "ldrd   %[x0], %[x1], [%[px]], #16\n\t"                                             \
+    "smlad  %[s00], %[x0], %[a0], %[s00]\n\t"                                           \
+    "smlad  %[s00], %[x1], %[a1], %[s00]\n\t"                                           \
+    "smlad  %[s01], %[x0], %[b0], %[s01]\n\t"                                           \
+    "smlad  %[s01], %[x1], %[b1], %[s01]\n\t"                                           \
+    "ldrd   %[x0], %[x1], [%[px], #-8]\n\t"                                             \
+    "smlad  %[s10], %[x0], %[a0], %[s10]\n\t"                                           \
+    "smlad  %[s10], %[x1], %[a1], %[s10]\n\t"                                           \
+    "smlad  %[s11], %[x0], %[b0], %[s11]\n\t"                                           \
+    "smlad  %[s11], %[x1], %[b1], %[s11]\n\t"
+
+#define MPQ_DSP_2X2I_STEP4(XOR_A, XOR_B)                                                \
+    "ldr    %[a1], [%[w0]]\n\t"                                                         \
+    "ldr    %[b1], [%[w1]]\n\t"                                                         \
+    XOR_A XOR_B                                                                         \
+    "and    %[a0], %[a1], #0x000F000F\n\t"                                              \
+    "lsr    %[a1], %[a1], #4\n\t"                                                       \
+    "and    %[a1], %[a1], #0x000F000F\n\t"                                              \
+    "and    %[b0], %[b1], #0x000F000F\n\t"                                              \
+    "lsr    %[b1], %[b1], #4\n\t"                                                       \
+    "and    %[b1], %[b1], #0x000F000F\n\t"                                              \
+    MPQ_DSP_2X2I_SMLADS                                                                 \
+    "ldr    %[a1], [%[w0]], #4\n\t"                                                     \
+    "ldr    %[b1], [%[w1]], #4\n\t"                                                     \
+    XOR_A XOR_B                                                                         \
+    "lsr    %[a0], %[a1], #8\n\t"                                                       \
+    "and    %[a0], %[a0], #0x000F000F\n\t"                                              \
+    "lsr    %[a1], %[a1], #12\n\t"                                                      \
+    "and    %[a1], %[a1], #0x000F000F\n\t"                                              \
+    "lsr    %[b0], %[b1], #8\n\t"                                                       \
+    "and    %[b0], %[b0], #0x000F000F\n\t"                                              \
+    "lsr    %[b1], %[b1], #12\n\t"                                                      \
+    "and    %[b1], %[b1], #0x000F000F\n\t"                                              \
+    MPQ_DSP_2X2I_SMLADS
+
+#define MPQ_DSP_XOR4_A "eor    %[a1], %[a1], #0x88888888\n\t"
+#define MPQ_DSP_XOR4_B "eor    %[b1], %[b1], #0x88888888\n\t"
+
+#define MPQ_DSP_2X2I_ASM4(XOR_A, XOR_B)                                                 \
+    __asm__ volatile("1:\n\t" MPQ_DSP_2X2I_STEP4(XOR_A, XOR_B)                          \
+                     MPQ_DSP_2X2I_STEP4(XOR_A, XOR_B)                                   \
+                     "cmp    %[w0], %[end]\n\t"                                         \
+                     "bne    1b\n\t"                                                    \
+                     MPQ_DSP_2X2I_OPERANDS)
+
+#define MPQ_DSP_2X2I_C(LOAD)                                                            \
+    do {                                                                                \
+        MPQ_DSP_UNPACK(LOAD(w0), w_bits, w_signed, a);                                  \
+        MPQ_DSP_UNPACK(LOAD(w1), w_bits, w_signed, b);                                  \
+        _Pragma("GCC unroll 4")                                                         \
+        for (int32_t m = 0; m < n_pairs; m += 2) {                                      \
+            uint32_t p0, q0, p1, q1;                                                    \
+            mpq_dsp_ld2(xc, &p0, &q0);                                                  \
+            mpq_dsp_ld2(xc + 8, &p1, &q1);                                              \
+            xc += 16;                                                                   \
+            s00 = mpq_dsp_smlad(q0, a[m + 1], mpq_dsp_smlad(p0, a[m], s00));            \
+            s01 = mpq_dsp_smlad(q0, b[m + 1], mpq_dsp_smlad(p0, b[m], s01));            \
+            s10 = mpq_dsp_smlad(q1, a[m + 1], mpq_dsp_smlad(p1, a[m], s10));            \
+            s11 = mpq_dsp_smlad(q1, b[m + 1], mpq_dsp_smlad(p1, b[m], s11));            \
+        }                                                                               \
+    } while (0)
+
+MPQ_DSP_INLINE int32_t mpq_dsp_dot_2x2i(const uint8_t *xb, const uint8_t *w0,
+                                       const uint8_t *w1, int32_t n_bytes, int32_t w_bits,
+                                       int32_t w_signed, int32_t *acc)
+{
+    const int32_t n_pairs = 16 / w_bits;
+    int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;
+    uint32_t a[8], b[8];
+    int32_t i = 0;
+    const uint8_t *xc = (const uint8_t *)__builtin_assume_aligned(xb, 8);
+#if defined(__ARM_FEATURE_DSP)
+    if ((w_bits == 8 || w_bits == 4) && n_bytes >= 8) {
+        const int32_t nw = (n_bytes / 4) & ~1;
+        const uint8_t *pw0 = w0, *pw1 = w1, *end = w0 + 4 * nw;
+        uint32_t a0, a1, b0, b1, x0, x1;
+        if (w_bits == 8 && w_signed) {
+            MPQ_DSP_2X2I_ASM("sxtb16");
+        } else if (w_bits == 8) {
+            MPQ_DSP_2X2I_ASM("uxtb16");
+        } else if (w_signed) {
+            MPQ_DSP_2X2I_ASM4(MPQ_DSP_XOR4_A, MPQ_DSP_XOR4_B);
+        } else {
+            MPQ_DSP_2X2I_ASM4("", "");
+        }
+        i = 4 * nw;
+    }
+#endif
+#define MPQ_DSP_AT_I(ptr) mpq_dsp_ld32((ptr) + i)
+#define MPQ_DSP_TAIL_I(ptr) mpq_dsp_ld_tail((ptr) + i, n_bytes - i)
+#pragma GCC unroll 2
+    for (; i + 4 <= n_bytes; i += 4) MPQ_DSP_2X2I_C(MPQ_DSP_AT_I);
+    if (i < n_bytes) MPQ_DSP_2X2I_C(MPQ_DSP_TAIL_I);
+#undef MPQ_DSP_AT_I
+#undef MPQ_DSP_TAIL_I
+    acc[0] = s00;
+    acc[1] = s01;
+    acc[2] = s10;
+    acc[3] = s11;
+    return 0;
+}
+
+/* acc[0] = x0.w0, acc[1] = x0.w1 (one column, two weight rows). */
+MPQ_DSP_INLINE int32_t mpq_dsp_dot_1x2(const uint8_t *x0, const uint8_t *w0, const uint8_t *w1,
+                                      int32_t n_bytes, int32_t w_bits, int32_t w_signed,
+                                      int32_t *acc)
+{
+    const int32_t n_pairs = 16 / w_bits;
+    int32_t s0 = 0, s1 = 0;
+    uint32_t a[8], b[8];
+    int32_t i = 0;
+    x0 = (const uint8_t *)__builtin_assume_aligned(x0, 8);
+#pragma GCC unroll 2
+    for (; i + 4 <= n_bytes; i += 4) {
+        MPQ_DSP_UNPACK(mpq_dsp_ld32(w0 + i), w_bits, w_signed, a);
+        MPQ_DSP_UNPACK(mpq_dsp_ld32(w1 + i), w_bits, w_signed, b);
+#pragma GCC unroll 8
+        for (int32_t m = 0; m < n_pairs; ++m) {
+            uint32_t p0 = mpq_dsp_ld32(x0 + 4 * m);
+            s0 = mpq_dsp_smlad(p0, a[m], s0);
+            s1 = mpq_dsp_smlad(p0, b[m], s1);
+        }
+        x0 += 4 * n_pairs;
+    }
+    if (i < n_bytes) {
+        MPQ_DSP_UNPACK(mpq_dsp_ld_tail(w0 + i, n_bytes - i), w_bits, w_signed, a);
+        MPQ_DSP_UNPACK(mpq_dsp_ld_tail(w1 + i, n_bytes - i), w_bits, w_signed, b);
+#pragma GCC unroll 8
+        for (int32_t m = 0; m < n_pairs; ++m) {
+            uint32_t p0 = mpq_dsp_ld32(x0 + 4 * m);
+            s0 = mpq_dsp_smlad(p0, a[m], s0);
+            s1 = mpq_dsp_smlad(p0, b[m], s1);
+        }
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    return 0;
+}
+
+/* The general block: acc[p * nc + j] = x_p . w_j for np im2col columns x_p = x + p * col_bytes
+ * (8-byte aligned) and the nc weight rows of channels o .. o + nc - 1 (rows past cout - 1
+ * repeat row cout - 1: their results are computed and not stored), n_bytes packed bytes a
+ * row. np, nc (np * nc <= 8 accumulators), unroll (K words a loop step: 1 or 2) and the
+ * bit widths are constants at every call, so gcc specializes the loops away: these are the
+ * schedule knobs `pix`, `ch` and `unroll` of tvm_mpq.codegen.kernel_dsp. Each weight word
+ * is unpacked once for all np columns. */
+#define MPQ_DSP_DOT_STEP(WORD_AT)                                                       \
+    do {                                                                                \
+        _Pragma("GCC unroll 4")                                                         \
+        for (int32_t j = 0; j < nc; ++j) {                                              \
+            MPQ_DSP_UNPACK(WORD_AT(wr[j]), w_bits, w_signed, u[j]);                     \
+        }                                                                               \
+        _Pragma("GCC unroll 8")                                                         \
+        for (int32_t m = 0; m < n_pairs; ++m) {                                         \
+            _Pragma("GCC unroll 4")                                                     \
+            for (int32_t p = 0; p < np; ++p) {                                          \
+                const uint32_t xp = mpq_dsp_ld32(xc + p * col_bytes + 4 * m);            \
+                _Pragma("GCC unroll 4")                                                 \
+                for (int32_t j = 0; j < nc; ++j) s[p][j] = mpq_dsp_smlad(xp, u[j][m], s[p][j]); \
+            }                                                                           \
+        }                                                                               \
+        xc += 4 * n_pairs;                                                              \
+    } while (0)
+
+#define MPQ_DSP_WORD(ptr) mpq_dsp_ld32((ptr) + i)
+#define MPQ_DSP_TAIL(ptr) mpq_dsp_ld_tail((ptr) + i, n_bytes - i)
+
+MPQ_DSP_INLINE int32_t mpq_dsp_dot(const uint8_t *x, int32_t col_bytes, int32_t np,
+                                  const uint8_t *w, int32_t row_w, int32_t o, int32_t cout,
+                                  int32_t nc, int32_t n_bytes, int32_t w_bits,
+                                  int32_t w_signed, int32_t unroll, int32_t *acc)
+{
+    const int32_t n_pairs = 16 / w_bits;
+    const uint8_t *wr[4];
+    uint32_t u[4][8];
+    int32_t s[4][4];
+    const uint8_t *xc = (const uint8_t *)__builtin_assume_aligned(x, 8);
+    int32_t i = 0;
+    _Pragma("GCC unroll 4")
+    for (int32_t j = 0; j < nc; ++j) wr[j] = w + (o + j < cout ? o + j : cout - 1) * row_w;
+    _Pragma("GCC unroll 4")
+    for (int32_t p = 0; p < np; ++p) {
+        _Pragma("GCC unroll 4")
+        for (int32_t j = 0; j < nc; ++j) s[p][j] = 0;
+    }
+    if (unroll == 2) {
+        _Pragma("GCC unroll 2")
+        for (; i + 4 <= n_bytes; i += 4) MPQ_DSP_DOT_STEP(MPQ_DSP_WORD);
+    } else {
+        _Pragma("GCC unroll 1")
+        for (; i + 4 <= n_bytes; i += 4) MPQ_DSP_DOT_STEP(MPQ_DSP_WORD);
+    }
+    if (i < n_bytes) MPQ_DSP_DOT_STEP(MPQ_DSP_TAIL);
+    _Pragma("GCC unroll 4")
+    for (int32_t p = 0; p < np; ++p) {
+        _Pragma("GCC unroll 4")
+        for (int32_t j = 0; j < nc; ++j) acc[p * nc + j] = s[p][j];
+    }
+    return 0;
+}
+
+/* The im2col column of output pixel (oi, oj) (format above; n_slots int16 written, padding
+ * taps and row padding slots 0). Returns sum(x - z_in) over the column.
+ * ilv columns share the buffer `col`, interleaved by 4 slots (8 bytes): slot t of column q
+ * sits at ((t / 4) * ilv + q) * 4 + t % 4 (ilv = 1: one plain column). The call for q = 0
+ * clears the whole buffer, so columns are written in order q = 0, 1, ... */
+#define MPQ_DSP_SLOT(t) ((((t) >> 2) * ilv + q) * 4 + ((t) & 3))
+static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi, int32_t oj,
+                                     int32_t h, int32_t w, int32_t c, int32_t k,
+                                     int32_t stride, int32_t pad, int32_t in_bits,
+                                     int32_t in_signed, int32_t z_in, int32_t w_bits,
+                                     int32_t n_slots, int32_t ilv, int32_t q)
+{
+    const int32_t row_in = (c * in_bits + 7) / 8;
+    const int32_t per_w = 32 / w_bits, half = 16 / w_bits;
+    const int32_t tap_slots = (c * w_bits + 7) / 8 * (8 / w_bits);
+    int16_t *out = (int16_t *)(void *)col;
+    int32_t sum = 0;
+    /* word-at-a-time paths for 8-bit weights (slot order [x0, x2], [x1, x3] per 4
+     * channels): 8-bit inputs 4 channels a word, 4-bit inputs 8 channels a word */
+    const int32_t fast8 = in_bits == 8 && w_bits == 8 && c % 4 == 0;
+    const int32_t fast4 = in_bits == 4 && w_bits == 8 && c % 8 == 0;
+    if (q == 0) memset(col, 0, (size_t)n_slots * 2u * (size_t)ilv);
+    for (int32_t kh = 0; kh < k; ++kh) {
+        const int32_t ii = oi * stride - pad + kh;
+        if (ii < 0 || ii >= h) continue;
+        for (int32_t kw = 0; kw < k; ++kw) {
+            const int32_t jj = oj * stride - pad + kw;
+            if (jj < 0 || jj >= w) continue;
+            const uint8_t *px = x + (ii * w + jj) * row_in;
+            const int32_t base = (kh * k + kw) * tap_slots;
+            if (fast4) {
+                /* signed nibbles: (v ^ 8) - 8, so subtract z_in + 8 after one XOR */
+                const int32_t zz = z_in + (in_signed ? 8 : 0);
+                const uint32_t z2 = (uint32_t)(uint16_t)(int16_t)zz * 0x00010001u;
+                for (int32_t ch = 0; ch < c; ch += 8) {
+                    uint32_t X = mpq_dsp_ld32(px + ch / 2);
+                    if (in_signed) X ^= 0x88888888u;
+                    for (int32_t g = 0; g < 2; ++g) {
+                        uint32_t t = (X >> (16 * g)) & 0xFFFFu, p0, p1;
+                        t |= t << 8;
+                        p0 = t & 0x000F000Fu;
+                        p1 = (t >> 4) & 0x000F000Fu;
+                        p0 = ((p0 & 0xFFFF0000u) - (z2 & 0xFFFF0000u))
+                             | ((p0 - z2) & 0x0000FFFFu);
+                        p1 = ((p1 & 0xFFFF0000u) - (z2 & 0xFFFF0000u))
+                             | ((p1 - z2) & 0x0000FFFFu);
+                        memcpy(out + MPQ_DSP_SLOT(base + ch + 4 * g), &p0, 4);
+                        memcpy(out + MPQ_DSP_SLOT(base + ch + 4 * g) + 2, &p1, 4);
+                    }
+                }
+                continue;
+            }
+            if (fast8) {
+                /* 4 channels a word: pairs [x0, x2], [x1, x3] are the slot order */
+                const uint32_t z2 = (uint32_t)(uint16_t)(int16_t)z_in * 0x00010001u;
+                for (int32_t ch = 0; ch < c; ch += 4) {
+                    uint32_t X = mpq_dsp_ld32(px + ch), p0, p1;
+                    if (in_signed) {
+                        p0 = mpq_dsp_sxtb16(X);
+                        p1 = mpq_dsp_sxtb16_ror8(X);
+                    } else {
+                        p0 = mpq_dsp_uxtb16(X);
+                        p1 = mpq_dsp_uxtb16_ror8(X);
+                    }
+                    /* lane-wise subtraction of z_in (no carries: both lanes stay int16) */
+                    p0 = ((p0 & 0xFFFF0000u) - (z2 & 0xFFFF0000u))
+                         | ((p0 - z2) & 0x0000FFFFu);
+                    p1 = ((p1 & 0xFFFF0000u) - (z2 & 0xFFFF0000u))
+                         | ((p1 - z2) & 0x0000FFFFu);
+                    memcpy(out + MPQ_DSP_SLOT(base + ch), &p0, 4);
+                    memcpy(out + MPQ_DSP_SLOT(base + ch) + 2, &p1, 4);
+                }
+                continue;
+            }
+            for (int32_t ch = 0; ch < c; ++ch) {
+                const int32_t v = mpq_dsp_elem(px, ch, in_bits, in_signed) - z_in;
+                const int32_t s = base + ch, e = s % per_w;
+                sum += v;
+                out[MPQ_DSP_SLOT(s - e + 2 * (e % half) + e / half)] = (int16_t)v;
+            }
+        }
+    }
+    if (fast8 || fast4) {
+        for (int32_t s = 0; s < n_slots; ++s) sum += out[MPQ_DSP_SLOT(s)];
+    }
+    return sum;
+}
+#undef MPQ_DSP_SLOT
