@@ -155,7 +155,19 @@ def test_schedule_validation():
     with pytest.raises(ModelError, match="schedule"):
         spec.with_schedule({"pix": 4})
     dw = KernelSpec("depthwise", (1, 4, 4, 8), (1, 4, 4, 8), kernel=3, pad=1)
-    assert kernel_dsp.schedule_space(dw) == {"pix": (1, 2)}
+    assert kernel_dsp.schedule_space(dw) == {"rows": (1, 0), "pix": (1, 2), "g": (4, 8)}
+    assert kernel_dsp.resolve_schedule(dw) == {"rows": 1, "pix": 1, "g": 4}
+    assert not kernel_dsp.valid_schedule(dw, {"rows": 1, "pix": 2})  # a per-pixel knob
+    assert kernel_dsp.valid_schedule(dw, {"rows": 0, "pix": 2})
+    # records from before the row kernel: pix alone picks the per-pixel kernel
+    assert kernel_dsp.resolve_schedule(dw.with_schedule({"pix": 2})) == \
+        {"rows": 0, "pix": 2, "g": 4}
+    assert not kernel_dsp.valid_schedule(dw, {"rows": 0, "g": 8})  # a row-kernel knob
+    # the ring of 3 widened rows (stride 1: 2 + 1 pairs a row) is the kernel's scratch
+    assert generate_kernel(dw).scratch_bytes == 3 * 4 * 3 * 4
+    assert generate_kernel(dw.with_schedule({"rows": 0})).scratch_bytes == 0
+    dw5 = KernelSpec("depthwise", (1, 8, 8, 4), (1, 8, 8, 4), kernel=5, pad=2)
+    assert kernel_dsp.schedule_space(dw5) == {"pix": (1, 2)}        # the row kernel is 3x3
     assert kernel_dsp.schedule_space(
         KernelSpec("avg_pool", (1, 4, 4, 8), (1, 1, 1, 8), kernel=4)) == {}
     # the schedule is part of the spec: two schedules, two kernels
@@ -163,3 +175,59 @@ def test_schedule_validation():
     b = generate_kernel(KernelSpec("pointwise", (1, 4, 4, 8), (1, 4, 4, 8)).with_schedule(
         {"pix": 1}))
     assert a.name != b.name and b.scratch_bytes * 2 == a.scratch_bytes
+
+
+def _dw_case(seed, h, w, c, stride, pad, in_bits, out_bits, w_bits, *, in_signed=False,
+             w_signed=False, out_signed=False, acc_shift=0, schedule=None):
+    """A 3x3 depthwise case of any (h, w, pad, stride): golden from reference.ops."""
+    from test_codegen_kernels import _ints, _q_limits
+    rng = np.random.default_rng(seed)
+    ho, wo = (h + 2 * pad - 3) // stride + 1, (w + 2 * pad - 3) // stride + 1
+    q_min, q_max = _q_limits(rng, out_bits, out_signed, False)
+    z_in = int(_ints(rng, in_bits, in_signed, ()))
+    z_out = int(rng.integers(q_min, min(q_max, q_min + 2) + 1))
+    spec = KernelSpec("depthwise", (1, h, w, c), (1, ho, wo, c), kernel=3, stride=stride,
+                      pad=pad, in_bits=in_bits, out_bits=out_bits, w_bits=w_bits,
+                      in_signed=in_signed, out_signed=out_signed, w_signed=w_signed,
+                      z_in=z_in, z_out=z_out, q_min=q_min, q_max=q_max,
+                      suffix=f"dwr{seed}", acc_shift=acc_shift)
+    x = _ints(rng, in_bits, in_signed, (1, h, w, c))
+    wt = _ints(rng, w_bits, w_signed, (c, 3, 3, 1))
+    w_zero = _ints(rng, w_bits, w_signed, c)
+    bias, m0, n0 = _icn_params(rng, c, 9, in_bits, w_bits, out_bits)
+    n0 = (np.asarray(n0) - acc_shift).astype(np.int8)
+    want = ops.conv2d(x, wt, w_zero, bias, z_in, stride, pad, m0, n0, z_out, q_min, q_max,
+                      depthwise=True, acc_shift=acc_shift)
+    from tvm_mpq.reference import icn
+    spec = dataclasses.replace(spec, ties=icn.ties_possible(m0, n0),
+                               shift_hi=bool(np.all(np.asarray(n0) <= -2)))
+    if schedule:
+        spec = spec.with_schedule(schedule)
+    p = pack_params(spec, wt, w_zero, bias, m0, n0)
+    args = [pack(x[0], in_bits).tobytes()] + [p[n][1] for n in ("w", "w_zero", "bias", "m0", "n0")]
+    return Case(spec, args, want)
+
+
+def test_row_depthwise_every_shape(builder):  # noqa: F811
+    """The row depthwise kernel (ring of widened rows, sliding weight pairs) against the
+    golden model: images narrower and shorter than the window, non-square, pad 0 / 1 / 2,
+    stride 1 and 2, odd and even output widths (the odd last output), partial channel
+    blocks of both block sizes, every bit width and sign, acc_shift."""
+    cases = []
+    seed = 8800
+    shapes = [(1, 1, 0), (1, 1, 1), (2, 3, 1), (3, 3, 0), (4, 7, 1), (5, 4, 2), (8, 8, 1),
+              (6, 11, 2)]
+    for n, (h, w, pad) in enumerate(shapes):
+        for stride in (1, 2):
+            if (h + 2 * pad - 3) < 0 or (w + 2 * pad - 3) < 0:
+                continue
+            ib, ob, wb = [(8, 8, 8), (4, 8, 4), (2, 4, 8), (8, 2, 2), (4, 4, 4)][n % 5]
+            c = (1, 3, 4, 5, 9, 16, 6, 13)[n]
+            g = 8 if (n + stride) % 2 else 4
+            cases.append(_dw_case(seed, h, w, c, stride, pad, ib, ob, wb,
+                                  in_signed=bool(n % 3 == 1), w_signed=bool(n % 2),
+                                  out_signed=bool(n % 4 == 3), acc_shift=n % 3,
+                                  schedule={"g": g}))
+            seed += 1
+    assert all(kernel_dsp.dw_rows_layout(c.spec) for c in cases) and len(cases) >= 14
+    _check(builder, cases)

@@ -69,7 +69,48 @@ WIDE = [("pointwise", 37, 8, 8, True, None), ("pointwise", 64, 4, 8, False, None
         ("pointwise", 40, 8, 8, False, {"pix": 4, "unroll": 1}),
         ("conv", 16, 8, 8, True, {"pix": 1}), ("conv", 11, 2, 8, False, {"ch": 4}),
         ("linear", 100, 8, 8, True, None), ("linear", 64, 8, 8, False, {"ch": 4}),
-        ("depthwise", 12, 8, 8, True, {"pix": 2}), ("depthwise", 7, 4, 2, False, {"pix": 2})]
+        ("depthwise", 12, 8, 8, True, {"rows": 0, "pix": 2}),
+        ("depthwise", 7, 4, 2, False, {"pix": 2}), ("depthwise", 9, 8, 8, True, {"rows": 0})]
+
+
+# the row depthwise kernel's assembly (kernel_dsp.dwr_asm): (H, W, C, stride, in/out/w
+# bits, acc_shift, out signed, schedule). Odd output widths (the last output alone), one
+# output a row, pad 0, C > 255 (stores without post-increment), partial channel blocks,
+# 4- and 2-bit outputs (2 and 4 channels a byte), signed outputs (SSAT, masked nibbles),
+# acc_shift, 4-bit inputs, 2-bit weights; every ring rotation occurs down the rows.
+DW_ASM = [(9, 9, 12, 1, (8, 8, 8), 0, False, None), (5, 5, 300, 1, (8, 8, 8), 3, False, None),
+          (10, 10, 8, 2, (8, 8, 8), 11, False, None), (6, 7, 6, 2, (8, 8, 4), 2, False, {"g": 8}),
+          (4, 4, 5, 1, (8, 8, 8), 0, True, None), (1, 1, 4, 1, (8, 8, 8), 1, False, None),
+          (7, 6, 10, 1, (4, 4, 8), 12, False, None), (8, 9, 9, 1, (8, 2, 2), 4, False, {"g": 8}),
+          (6, 6, 7, 2, (2, 4, 8), 0, True, None), (5, 8, 13, 1, (8, 4, 8), 5, True, None)]
+
+
+def _dw_asm_case(rng, h, w, c, stride, bits, acc_shift, out_signed, schedule, pad=1):
+    """A depthwise layer the assembly row takes: odd m0 with n0 <= -2 (no rounding ties,
+    shift_hi), full-range clamp."""
+    ib, ob, wb = bits
+    x = rng.integers(0, 1 << ib, (1, h, w, c))
+    wt = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), (c, 3, 3, 1))
+    w_zero = rng.integers(-1, 2, c)
+    bias = rng.integers(-3000, 3000, c)
+    scale = (1 << ob) / (3 * (1 << ib) * (1 << wb) / 4) / (1 << acc_shift)
+    m0, n0 = icn.quantize_multipliers(rng.uniform(0.3, 3.0, c) * scale)
+    m0 = m0 | 1
+    assert np.all(n0 <= -2)
+    q_min, q_max = ((-(1 << (ob - 1)), (1 << (ob - 1)) - 1) if out_signed
+                    else (0, (1 << ob) - 1))
+    z_in, z_out = int(rng.integers(0, 1 << ib)), int(rng.integers(0, 2))
+    y = ops.conv2d(x, wt, w_zero, bias, z_in, stride, pad, m0, n0, z_out, q_min, q_max,
+                   depthwise=True, acc_shift=acc_shift)
+    spec = KernelSpec("depthwise", x.shape, y.shape, kernel=3, stride=stride, pad=pad,
+                      in_bits=ib, out_bits=ob, w_bits=wb, w_signed=True, out_signed=out_signed,
+                      z_in=z_in, z_out=z_out, q_min=q_min, q_max=q_max, acc_shift=acc_shift,
+                      ties=icn.ties_possible(m0, n0), shift_hi=True)
+    if schedule:
+        spec = spec.with_schedule(schedule)
+    assert "__row" in generate_kernel(spec).c_source, spec      # the assembly row is used
+    params = pack_params(spec, wt, w_zero, bias, m0, n0)
+    return spec, pack(x.reshape(-1, c), ib).tobytes(), params, y
 
 
 def _pool_add_cases(rng):
@@ -108,6 +149,9 @@ def firmware(tmp_path_factory):
         spec, xb, params, y = _case(i, kind, ib, 8, wb, rng, c=c, w_signed=ws, schedule=sched)
         cases.append((spec, xb, params, y, None))
         i += 1
+    for h, w, c, stride, bits, acc_shift, out_signed, sched in DW_ASM:
+        cases.append((*_dw_asm_case(rng, h, w, c, stride, bits, acc_shift, out_signed,
+                                    sched, pad=0 if c == 10 else 1), None))
     cases += _pool_add_cases(rng)
     d = tmp_path_factory.mktemp("kernels") / "codegen"
     d.mkdir()
@@ -154,7 +198,7 @@ def firmware(tmp_path_factory):
 
 def test_every_kernel_on_qemu_equals_host_and_golden(firmware):
     qemu, host, expect, n_cases = firmware
-    assert n_cases == 4 * 27 + len(WIDE) + 6
+    assert n_cases == 4 * 27 + len(WIDE) + len(DW_ASM) + 6
     q = run_qemu(qemu, b"\0", timeout_s=120).output_bytes
     h = run_host(host, b"\0").output_bytes
     assert q == h

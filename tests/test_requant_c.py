@@ -99,3 +99,29 @@ def test_no_ties_variant_where_ties_are_impossible(lib):
 def test_ties_possible():
     assert icn.ties_possible(*icn.quantize_multiplier(0.25))      # pooling: m0 = 2^30
     assert not icn.ties_possible(*icn.quantize_multiplier(0.3))
+
+
+def test_ties_possible_with_an_accumulator_bound_is_sound():
+    """With acc_max, ties_possible may say "no" only if no |acc| <= acc_max gives a tie:
+    checked by brute force over every accumulator in range (numpy, exact int64)."""
+    rng = np.random.default_rng(5)
+    refined = 0
+    for _ in range(1500):
+        m0 = int(rng.integers(1 << 29, 1 << 31)) >> int(rng.integers(0, 12))
+        m0 = max(1, m0 << int(rng.integers(0, 12)) & ((1 << 31) - 1)) or 1
+        n0 = int(rng.integers(-20, 1))
+        amax = int(rng.integers(1, 3000))
+        acc = np.arange(-amax, amax + 1, dtype=np.int64)
+        s = 31 - n0
+        tie = bool(np.any((acc * m0) % (1 << s) == (1 << (s - 1))))
+        got = icn.ties_possible(m0, n0, amax)
+        assert got or not tie, (m0, n0, amax)
+        refined += icn.ties_possible(m0, n0) and not got
+    assert refined > 100            # the bound does rule ties out where m0/n0 alone cannot
+
+
+def test_accumulator_max():
+    w = np.array([[[[1], [-2]], [[3], [0]]], [[[0], [0]], [[0], [0]]]])   # (2, 2, 2, 1)
+    got = icn.accumulator_max(w, [1, -1], [5, -7], x_dev=10, acc_shift=2)
+    # channel 0: sum |w - 1| = 0 + 3 + 2 + 1 = 6; channel 1: sum |w + 1| = 4
+    assert list(got) == [6 * 10 * 4 + 5, 4 * 10 * 4 + 7]

@@ -18,9 +18,18 @@ block sizes and the unrolling are schedule knobs (`schedule_space`), set per lay
 `KernelSpec.schedule` (from `tvm-mpq tune` records); the defaults are 2 x 2, unrolled twice;
 other points use the general C micro-kernel `mpq_dsp_dot` over plain columns.
 
-depthwise: for each block of 4 channels, `mpq_dsp_dw_prep` widens the weights minus their
-zero points once into a local table; then per output pixel `mpq_dsp_dw` accumulates the
-taps with SMLABB/SMLATT (a padding tap counts as x = z_in, contribution 0).
+depthwise 3x3, stride 1 or 2 (the row kernel, `rows=1`, the default): per block of G
+channels, `mpq_dsp_dwr_prep` makes each channel's weight pairs W01 = [w'0, w'1],
+W12 = [w'1, w'2] per kernel row and its requantization constants; per output row
+`mpq_dsp_dwr` widens the input rows it newly needs into a ring of 3 rows in `scratch`
+(int16 pairs of neighbouring columns, per channel) and runs along the row two outputs a
+step: SMLAD/SMLABT/SMLATB on one LDRD of pairs per kernel row give 6 MACs in 6
+instructions (stride 2: 6 MACs in 7), requantized and stored in the same loop. On the M7
+that loop is a naked assembly function generated per layer (`dwr_asm`); the C twin gives
+the same bytes. Other depthwise kernels (or `rows=0`): for each block of 4 channels,
+`mpq_dsp_dw_prep` widens the weights minus their zero points once into a local table;
+then per output pixel (or 2: `pix`) `mpq_dsp_dw` accumulates the taps with SMLABB/SMLATT
+(a padding tap counts as x = z_in, contribution 0).
 
 Requantization (`mpq_dsp_requant`, the ICN rounding of `kernel_te.requantize`) and
 packing give the golden model's bytes. Odd pixel / channel counts compute a duplicate
@@ -35,6 +44,9 @@ from .. import tvm_adapter as ta
 from ..reference.packing import row_bytes
 
 GEMM_KINDS = ("conv", "pointwise", "linear")
+CONSTRAINTS = ("at most 8 accumulators: pix * ch <= 8; depthwise: pix with rows=0, "
+               "g with rows=1")
+DWR_TAB = 11        # words a channel in the row depthwise table (MPQ_DSP_DWR_TAB)
 
 
 def _dims(spec):
@@ -55,7 +67,12 @@ def schedule_space(spec) -> dict[str, tuple[int, ...]]:
     inner-loop step. depthwise: `pix` output pixels of a row a micro-kernel call (the
     weight table read once for both). Pooling and add have no knobs."""
     if spec.kind == "depthwise":
-        return {"pix": (1, 2)} if spec.out_shape[2] > 1 else {}
+        space = {"rows": (1, 0)} if rows_apply(spec) else {}
+        if spec.out_shape[2] > 1:
+            space["pix"] = (1, 2)
+        if rows_apply(spec):
+            space["g"] = (4, 8)
+        return space
     if spec.kind not in GEMM_KINDS:
         return {}
     _, _, _, ho, wo, _, _, _, _ = _dims(spec)
@@ -63,12 +80,32 @@ def schedule_space(spec) -> dict[str, tuple[int, ...]]:
     return {"pix": pix, "ch": (2, 4), "unroll": (2, 1)}
 
 
+def rows_apply(spec) -> bool:
+    """Whether the row depthwise kernel (mpq_dsp_dwr: 3 x 3, stride 1 or 2) fits `spec`."""
+    return spec.kind == "depthwise" and spec.kernel == 3 and spec.stride in (1, 2)
+
+
+def _full(spec, schedule: dict) -> dict:
+    """schedule over the defaults. Depthwise: a schedule that sets only `pix` (the
+    per-pixel kernel's knob, as records written before the row kernel do) means rows=0."""
+    space = schedule_space(spec)
+    full = {k: schedule.get(k, v[0]) for k, v in space.items()}
+    if "rows" in space and "rows" not in schedule and schedule.get("pix", 1) != 1:
+        full["rows"] = 0
+    return full
+
+
 def valid_schedule(spec, schedule: dict) -> bool:
     """Whether `schedule` (knob -> value, knobs of schedule_space) is allowed for `spec`."""
     space = schedule_space(spec)
     if any(k not in space or v not in space[k] for k, v in schedule.items()):
         return False
-    full = {k: schedule.get(k, v[0]) for k, v in space.items()}
+    full = _full(spec, schedule)
+    if spec.kind == "depthwise":
+        # pix is a knob of the per-pixel kernel, g (channels a block) of the row kernel
+        if full.get("rows"):
+            return full.get("pix", 1) == 1
+        return full.get("g", 4) == 4
     # accumulators of one block (the stack stays small): pix x max(ch, channels a byte)
     return full.get("pix", 1) * max(full.get("ch", 2), 8 // spec.out_bits) <= 8
 
@@ -79,8 +116,8 @@ def resolve_schedule(spec) -> dict[str, int]:
     chosen = dict(spec.schedule)
     if not valid_schedule(spec, chosen):
         raise ValueError(f"schedule {chosen} is not valid for this {spec.kind} kernel "
-                         f"(knobs: {space}, at most 8 accumulators)")
-    return {k: chosen.get(k, v[0]) for k, v in space.items()}
+                         f"(knobs: {space}; {CONSTRAINTS})")
+    return _full(spec, chosen)
 
 
 def gemm_layout(spec) -> tuple[int, int, int]:
@@ -91,8 +128,20 @@ def gemm_layout(spec) -> tuple[int, int, int]:
     return row_w, n_slots, resolve_schedule(spec)["pix"]
 
 
+def dw_rows_layout(spec) -> tuple[int, int] | None:
+    """(channels a block G, pairs a ring row) of the row depthwise kernel, None if unused."""
+    if spec.kind != "depthwise" or not resolve_schedule(spec).get("rows"):
+        return None
+    wo = spec.out_shape[2]
+    n_pairs = (wo + 1) // 2 + 1 if spec.stride == 1 else wo + 1     # MPQ_DSP_DWR_PAIRS
+    return resolve_schedule(spec)["g"], n_pairs
+
+
 def scratch_bytes(spec) -> int:
     """Bytes of the `scratch` argument of a fast kernel (0: none)."""
+    if spec.kind == "depthwise":
+        rows = dw_rows_layout(spec)
+        return 0 if rows is None else 3 * rows[0] * rows[1] * 4    # ring of 3 widened rows
     if spec.kind not in GEMM_KINDS:
         return 0
     _, n_slots, n_cols = gemm_layout(spec)
@@ -224,7 +273,10 @@ def gemm(spec, name: str):
 
 
 def depthwise(spec, name: str):
-    """Depthwise conv: blocks of 4 channels, weights widened once per block."""
+    """Depthwise conv: the row kernel where it applies (and is not tuned away), else
+    blocks of 4 channels with weights widened once per block."""
+    if dw_rows_layout(spec) is not None:
+        return depthwise_rows(spec, name)
     IRBuilder, T = ta.tir_ir_builder()
 
     tirx = ta.tirx()
@@ -279,3 +331,207 @@ def depthwise(spec, name: str):
                 # the table is read only by the micro-kernel; this keeps its full size
                 T.evaluate(wp[2 * kk + 3])
     return ib.get()
+
+
+def depthwise_rows(spec, name: str):
+    """3 x 3 depthwise, stride 1 or 2: per block of G channels, the weight pairs and the
+    accumulators' start in a local table (mpq_dsp_dwr_prep), then per output row the
+    row micro-kernel (mpq_dsp_dwr), which widens the new input rows into the ring in
+    `scratch`, runs the sliding pairs, requantizes and stores."""
+    IRBuilder, T = ta.tir_ir_builder()
+
+    h, w, c, ho, wo, _, k, stride, pad = _dims(spec)
+    off_x = (1 << (spec.in_bits - 1)) if spec.in_signed and spec.in_bits < 8 else 0
+    zx = spec.z_in + off_x
+    g, _ = dw_rows_layout(spec)
+    row_y = row_bytes(c, spec.out_bits)
+    with IRBuilder() as ib:
+        with T.prim_func():
+            T.func_name(name)
+            x = T.arg("x", T.Buffer((h * w * row_bytes(c, spec.in_bits),), "uint8"))
+            wt = T.arg("w", T.Buffer((k * k * row_bytes(c, spec.w_bits),), "uint8"))
+            wz, bias, m0, n0 = _channel_params(T, c, spec.w_signed)
+            y = T.arg("y", T.Buffer((ho * wo * row_y,), "uint8"))
+            scratch = T.arg("scratch", T.Buffer((scratch_bytes(spec),), "uint8"))
+            with T.serial(0, -(-c // g)) as blk:
+                tab = T.alloc_buffer((DWR_TAB * g,), "int32", scope="global")
+                T.evaluate(T.call_extern(
+                    "int32", "mpq_dsp_dwr_prep", T.address_of(tab[0]), wt.data, wz.data,
+                    bias.data, m0.data, n0.data, blk * g, g, c, spec.w_bits,
+                    int(spec.w_signed), zx, spec.acc_shift, spec.z_out))
+                with T.serial(0, ho) as i:
+                    T.evaluate(T.call_extern(
+                        "int32", "mpq_dsp_dwr", y.data, x.data, scratch.data,
+                        T.address_of(tab[0]), bias.data, m0.data, n0.data, i, blk * g, g,
+                        h, w, c, wo, stride, pad, spec.in_bits, int(spec.in_signed), zx,
+                        spec.out_bits, spec.acc_shift, spec.z_out, spec.q_min, spec.q_max,
+                        int(spec.ties), int(spec.shift_hi)))
+                # the table is read only by the micro-kernels; this keeps its full size
+                T.evaluate(tab[DWR_TAB * g - 1])
+    return ib.get()
+
+
+def _add_const(reg: str, value: int) -> list[str]:
+    """Thumb-2 for reg += value (r12 as scratch when value needs more than 12 bits)."""
+    if value == 0:
+        return []
+    if 0 < value <= 4095:
+        return [f"addw {reg}, {reg}, #{value}"]
+    if -4095 <= value < 0:
+        return [f"subw {reg}, {reg}, #{-value}"]
+    v = value & 0xFFFFFFFF
+    return [f"movw r12, #{v & 0xFFFF}", f"movt r12, #{v >> 16}", f"add {reg}, {reg}, r12"]
+
+
+def _sat(spec) -> str | None:
+    """USAT/SSAT when the layer's clamp is its output type's full range, else None."""
+    b = spec.out_bits
+    if (spec.q_min, spec.q_max) == (0, (1 << b) - 1):
+        return f"usat {{0}}, #{b}, {{0}}"
+    if (spec.q_min, spec.q_max) == (-(1 << (b - 1)), (1 << (b - 1)) - 1):
+        return f"ssat {{0}}, #{b}, {{0}}"
+    return None
+
+
+def dwr_asm(spec, name: str) -> str:
+    """C text (for the kernel's prelude) of the row depthwise kernel's assembly for `spec`,
+    or "" when its requantization is not the plain kind the assembly does.
+
+    `<name>__row(ring, rot, tab, yp, n_ch)` (MPQ_DSP_DWR_ASM) computes one output row of
+    n_ch channels: ring is channel 0's ring (3 rows of n_pairs pairs), rot the ring slot
+    of kernel row 0 (rows 1, 2 follow cyclically), tab channel 0's entry of the
+    mpq_dsp_dwr_prep table, yp channel 0's output byte. Two outputs a step: 3 LDRD (6
+    loads on stride 2) at constant offsets from one pointer, 12 SMLAD / SMLABT / SMLATB
+    (the first two start from the accumulator's start in a register), the bias added
+    with the accumulator shifted by acc_shift (one ADD), requantization as
+    (hi32(acc * m0) + R) >> (k + 1) (SMMLA, ASR, USAT/SSAT) and the stores (STRB, or
+    LDRB/ORR/STRB for the 2nd..last channel of a sub-byte output byte); unrolled twice.
+    It takes all 14 registers, so it is a naked function with this layer's constants
+    (output stride, steps, ring offsets, one loop per ring rotation) baked in; m0, R,
+    k + 1 and the bias sit in its stack frame. Only for a full-range clamp, no rounding
+    ties and shift_hi (every real layer so far), rings up to 127 pairs a row; else the C
+    row of mpq_dsp_dwr, the same integers, does all."""
+    sat = _sat(spec)
+    if dw_rows_layout(spec) is None or sat is None or spec.ties or not spec.shift_hi:
+        return ""
+    wo, c, stride = spec.out_shape[2], spec.out_shape[3], spec.stride
+    _, n_pairs = dw_rows_layout(spec)
+    if 2 * n_pairs * 4 > 1020:              # LDRD's offset range
+        return ""
+    bits, sh = spec.out_bits, spec.acc_shift
+    per = 8 // bits
+    row_y = row_bytes(c, bits)
+    n_steps = wo // 2
+    step = 4 if stride == 1 else 8          # bytes the ring pointer advances per 2 outputs
+    mask = (1 << bits) - 1
+
+    def store(slot: int, regs: tuple[str, ...]) -> list[str]:
+        """Store each of regs (consecutive output pixels) into channel slot `slot`."""
+        out = []
+        for n, r in enumerate(regs):
+            last = n == len(regs) - 1
+            if spec.out_signed and bits < 8:
+                out.append(f"and {r}, {r}, #{mask}")
+            post = row_y <= 255 and len(regs) > 1
+            adr = f"[r3], #{row_y}" if post else (f"[r3, #{row_y * n}]" if n else "[r3]")
+            if slot == 0:
+                out.append(f"strb {r}, {adr}")
+            else:
+                src = "[r3]" if post else (f"[r3, #{row_y * n}]" if n else "[r3]")
+                out += [f"ldrb r12, {src}", f"orr r12, r12, {r}, lsl #{slot * bits}",
+                        f"strb r12, {adr}"]
+            if last and not post and len(regs) > 1:
+                out += _add_const("r3", row_y * len(regs))
+        return out
+
+    def requant(regs: tuple[str, ...]) -> list[str]:
+        out = []
+        if sh:                              # (acc << acc_shift) + bias
+            out.append("ldr r12, [sp, #16]")
+            out += [f"add {r}, r12, {r}, lsl #{sh}" for r in regs]
+        out.append("ldrd r12, lr, [sp, #4]")                       # m0, R
+        out += [f"smmla {r}, {r}, r12, lr" for r in regs]
+        out.append("ldr r12, [sp, #12]")                           # k + 1
+        out += [f"asr {r}, {r}, r12" for r in regs]
+        out += [sat.format(r) for r in regs]
+        return out
+
+    weights = (("r4", "r5"), ("r6", "r7"), ("r8", "r9"))
+
+    def variant(rot: int) -> list[str]:
+        offs = [((rot + kh) % 3) * n_pairs * 4 for kh in range(3)]
+        order = sorted(range(3), key=lambda kh: offs[kh] == 0)  # offset 0 last (post-index)
+        body, tail = [], []
+        for n, kh in enumerate(order):
+            (wa, wb), off = weights[kh], offs[kh]
+            acc_s, acc_t = ("r1", "r1") if n == 0 else ("r10", "r11")
+            adr = f"[r0, #{off}]" if off else f"[r0], #{step}"
+            if stride == 1:
+                # s += W01.P01 + w2 x(u+2); t += w0 x(u+1) + W12.P23
+                body += [f"ldrd r12, lr, {adr}",
+                         f"smlabt r11, {wa}, r12, {acc_t}", f"smlad r10, {wa}, r12, {acc_s}",
+                         f"smlatb r10, {wb}, lr, r10", f"smlad r11, {wb}, lr, r11"]
+            else:
+                # s += W01.P(x) + w2 x(2x+2); t += W01.P(x+1) + w2 x(2x+4)
+                body += [f"ldrd r12, lr, {adr}",
+                         f"smlad r10, {wa}, r12, {acc_s}", f"smlatb r10, {wb}, lr, r10",
+                         f"smlad r11, {wa}, lr, {acc_t}",
+                         f"ldr r12, [r0, #{off + 8}]" if off else "ldr r12, [r0]",
+                         f"smlatb r11, {wb}, r12, r11"]
+            tail += [f"ldrd r12, lr, [r0, #{off}]" if off else "ldrd r12, lr, [r0]",
+                     f"smlad r10, {wa}, r12, {acc_s}", f"smlatb r10, {wb}, lr, r10"]
+        code = []
+        for slot in range(per):             # channels of one output byte
+            lab = 10 * (3 * rot + 1) + 2 * slot
+            code += [f"{lab}:" if slot == 0 else f"{lab}:",
+                     "ldr r12, [sp]",                   # tab
+                     "ldm r12!, {r4-r9}",               # W01, W12 of kernel rows 0, 1, 2
+                     "ldm r12!, {r1, lr}",              # start, m0
+                     "str lr, [sp, #4]",
+                     "ldm r12!, {r10, r11}",            # R, k + 1
+                     "strd r10, r11, [sp, #8]"]
+            code += ["ldr r10, [r12], #4", "str r10, [sp, #16]"] if sh else \
+                ["add r12, r12, #4"]                    # bias
+            code.append("str r12, [sp]")
+            step_code = body + requant(("r10", "r11")) + store(slot, ("r10", "r11"))
+            if n_steps % 2:
+                code += step_code
+            if n_steps >= 2:
+                code += [f"add r2, r0, #{(n_steps // 2) * 2 * step}",
+                         f"{lab + 1}:", *step_code, *step_code,
+                         "cmp r0, r2", f"bne {lab + 1}b"]
+            if wo % 2:
+                code += [*tail, *requant(("r10",)), *store(slot, ("r10",))]
+            back = -2 * n_steps * row_y + (1 if slot == per - 1 else 0)
+            code += [*_add_const("r0", 3 * n_pairs * 4 - n_steps * step),
+                     *_add_const("r3", back),
+                     "ldr r12, [sp, #64]",              # channels left (5th argument)
+                     "subs r12, r12, #1",
+                     "str r12, [sp, #64]",
+                     "beq 9f"]
+        code.append(f"b {10 * (3 * rot + 1)}b")
+        return code
+
+    body = ["push {r4-r12, lr}",
+            "sub sp, sp, #24",
+            "str r2, [sp]",
+            "cmp r1, #1",
+            "beq 40f",
+            "bgt 70f",
+            *variant(0), *variant(1), *variant(2),
+            "9:",
+            "add sp, sp, #24",
+            "pop {r4-r12, pc}"]
+    asm = "\n".join(f'        "{ins}\\n\\t"' for ins in body)
+    return f"""#if defined(__ARM_FEATURE_DSP)
+/* kernel_dsp.dwr_asm: {wo} outputs a row, stride {stride}, output rows of {row_y} bytes
+ * ({bits}-bit), ring rows of {n_pairs} pairs, acc_shift {sh} */
+#define MPQ_DSP_DWR_ASM {name}__row
+__attribute__((naked, noinline, used)) static void
+{name}__row(const uint32_t *ring, int32_t rot, const int32_t *tab, uint8_t *yp, int32_t n_ch)
+{{
+    __asm__ volatile(
+{asm});
+}}
+#endif
+"""

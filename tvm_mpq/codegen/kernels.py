@@ -33,10 +33,11 @@ scalars and at most 8 int32 accumulators):
     int32_t mpq_avg_pool_<in>_<out>_<suffix>(const uint8_t *x, const int32_t *m0,
         const int8_t *n0, uint8_t *y);
     int32_t mpq_add_<a>_<out>_<suffix>(const uint8_t *a, const uint8_t *b, uint8_t *y);
-Fast kernels (spec.dsp, the default; `kernel_dsp.py`, include/mpq_dsp*.h): conv, pointwise and
-linear take a trailing `uint8_t *scratch` (Kernel.scratch_bytes, 8-byte aligned, contents
-undefined on entry; aot.py places it in the static memory plan for its layer step only);
-depthwise takes none. dsp=False (or TVM_MPQ_PLAIN_KERNELS=1) gives the plain kernels.
+Fast kernels (spec.dsp, the default; `kernel_dsp.py`, include/mpq_dsp*.h): conv, pointwise,
+linear and the 3x3 row depthwise kernel take a trailing `uint8_t *scratch`
+(Kernel.scratch_bytes: im2col columns or the ring of widened input rows; 8-byte aligned,
+contents undefined on entry; aot.py places it in the static memory plan for its layer step
+only); other depthwise kernels take none. dsp=False (or TVM_MPQ_PLAIN_KERNELS=1) gives the plain kernels.
 <in>/<out> read u8, s8, u4, s4, u2, s2 (signedness, bits); w<w> is w8/w4/w2 for unsigned and
 ws8/ws4/ws2 for two's-complement weights; <suffix> is `spec.suffix` made a C identifier, or
 8 hex digits of the spec's hash when empty (identical layers then share one kernel).
@@ -188,7 +189,8 @@ def _generate(spec: KernelSpec) -> Kernel:
         build = kernel_dsp.depthwise if spec.kind == "depthwise" else kernel_dsp.gemm
         signature = f"int32_t {name}({', '.join(args)})"
         source = lower_to_c(build(spec, name), name, signature, _banner(spec, name),
-                            prelude=_dsp_prelude(spec.kind == "depthwise"))
+                            prelude=_dsp_prelude(spec.kind == "depthwise",
+                                                 kernel_dsp.dwr_asm(spec, name)))
         return Kernel(name, source, scratch, signature + ";")
     func = kernel_te.BUILDERS[spec.kind](spec)
     signature = f"int32_t {name}({', '.join(args)})"
@@ -202,11 +204,13 @@ def is_fast(spec: KernelSpec) -> bool:
 
 
 @functools.cache
-def _dsp_prelude(depthwise: bool) -> str:
+def _dsp_prelude(depthwise: bool, generated: str = "") -> str:
     """The micro-kernels a fast kernel's C starts with: the shared base (intrinsics,
-    unpacking, requantization), then the GEMM or the depthwise ones."""
+    unpacking, requantization), the layer's generated assembly (kernel_dsp.dwr_asm), then
+    the GEMM or the depthwise ones."""
     part = "mpq_dsp_dw.h" if depthwise else "mpq_dsp_gemm.h"
-    return (DSP_INCLUDE / "mpq_dsp.h").read_text() + "\n" + (DSP_INCLUDE / part).read_text()
+    return "\n".join(t for t in ((DSP_INCLUDE / "mpq_dsp.h").read_text(), generated,
+                                  (DSP_INCLUDE / part).read_text()) if t)
 
 
 def _spec_from_call(call) -> KernelSpec:
@@ -344,7 +348,7 @@ def _validate(s: KernelSpec) -> None:
         bad(f"empty shape {s.in_shape} -> {s.out_shape}")
     if s.schedule and not kernel_dsp.valid_schedule(s, dict(s.schedule)):
         bad(f"schedule {dict(s.schedule)} not in {kernel_dsp.schedule_space(s)} "
-            "(at most 8 accumulators: pix * ch <= 8)")
+            f"({kernel_dsp.CONSTRAINTS})")
 
 
 def _validate_window(s: KernelSpec, bad) -> None:

@@ -71,22 +71,38 @@ def requantize(acc: np.ndarray, m0: np.ndarray, n0: np.ndarray, z_out: int,
     return np.clip(y + z_out, q_min, q_max).astype(np.int32)
 
 
-def ties_possible(m0, n0) -> bool:
+def ties_possible(m0, n0, acc_max=None) -> bool:
     """Can P = acc * m0 (|acc| < 2^31) ever sit exactly halfway between two outputs?
 
     A tie needs P mod 2^s == 2^(s-1), i.e. v2(acc) = s - 1 - v2(m0); an int32 accumulator
     has v2(acc) <= 30, so ties are impossible when s - v2(m0) > 31. Kernels then may use
     the cheaper round-half-up, which gives identical results for every accumulator.
+    acc_max (per channel, or one bound): the largest |acc| the layer can produce
+    (accumulator_max); a tie also needs |acc| >= 2^(s - 1 - v2(m0)).
     (Ties are real for average pooling, where m0 is a power of two.)
     """
     m0 = np.atleast_1d(np.asarray(m0, np.int64))
     s = 31 - np.atleast_1d(np.asarray(n0, np.int64))
-    for a, b in zip(np.broadcast_to(m0, np.broadcast(m0, s).shape),
-                    np.broadcast_to(s, np.broadcast(m0, s).shape)):
+    shape = np.broadcast(m0, s).shape
+    amax = np.broadcast_to(np.asarray((1 << 31) - 1 if acc_max is None else acc_max,
+                                      dtype=object), shape)
+    for a, b, bound in zip(np.broadcast_to(m0, shape), np.broadcast_to(s, shape), amax):
         a = int(a)
         if a == 0:
             continue
         v = (abs(a) & -abs(a)).bit_length() - 1
-        if int(b) - v <= 31:
+        need = int(b) - 1 - v                       # v2(acc) of a tie
+        if need <= 30 and int(bound) >= (1 << max(need, 0)):
             return True
     return False
+
+
+def accumulator_max(w, w_zero, bias, x_dev: int, acc_shift: int = 0) -> np.ndarray:
+    """Per output channel, the largest |acc| of an ICN layer: acc = (sum over its taps of
+    (x - z_in)(w - w_zero)) << acc_shift + bias with |x - z_in| <= x_dev, w: (Cout, ...)
+    (depthwise: (C, KH, KW, 1)). Exact Python integers."""
+    w = np.asarray(w, np.int64).reshape(len(w), -1)
+    dev = np.abs(w - np.asarray(w_zero, np.int64).reshape(-1, 1)).sum(axis=1)
+    bias = np.broadcast_to(np.asarray(bias, np.int64), dev.shape)
+    return np.array([int(d) * int(x_dev) * (1 << acc_shift) + abs(int(b))
+                     for d, b in zip(dev, bias)], dtype=object)

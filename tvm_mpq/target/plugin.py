@@ -70,6 +70,13 @@ def function_ranges(elf: str | os.PathLike) -> dict[str, tuple[int, int]]:
     return ranges
 
 
+def kernel_symbols(ranges: dict[str, tuple[int, int]], name: str) -> list[str]:
+    """The functions of kernel `name` among `ranges` (function_ranges): the kernel and its
+    generated helpers `<name>__*` (e.g. the depthwise assembly row), whose instructions
+    count as the kernel's."""
+    return [n for n in ranges if n == name or (n.startswith(name + "__") and "." not in n)]
+
+
 def symbolize(ranges: dict[str, tuple[int, int]], addr: int) -> str | None:
     """`name+0xoff` of the function holding addr, or None."""
     for name, (start, end) in ranges.items():

@@ -189,9 +189,11 @@ def measure_elf(elf: str | Path, input_path: str | Path, want_path: str | Path,
     """Run the measurement firmware on QEMU; the kernel's executed instructions.
     Raises MeasureError when its output differs from the golden model's."""
     from ..target import run_qemu
+    from ..target.plugin import function_ranges, kernel_symbols
 
     x = Path(input_path).read_bytes()
-    res = run_qemu(elf, x, ranges=[kernel_name], timeout_s=timeout_s)
+    names = kernel_symbols(function_ranges(elf), kernel_name)
+    res = run_qemu(elf, x, ranges=names or [kernel_name], timeout_s=timeout_s)
     if res.output_bytes != Path(want_path).read_bytes():
         raise MeasureError(f"{kernel_name}: output differs from the golden model")
-    return int(res.instructions_by_range[kernel_name])
+    return sum(int(res.instructions_by_range[n]) for n in names)

@@ -73,6 +73,27 @@ static inline int32_t mpq_dsp_smlatt(uint32_t a, uint32_t b, int32_t acc)
 {
     return __smlatt((int32_t)a, (int32_t)b, acc);
 }
+static inline int32_t mpq_dsp_smlabt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlabt((int32_t)a, (int32_t)b, acc);
+}
+static inline int32_t mpq_dsp_smlatb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlatb((int32_t)a, (int32_t)b, acc);
+}
+/* [low lane of a, low lane of b] and [high lane of a, high lane of b]: PKHBT / PKHTB */
+static inline uint32_t mpq_dsp_pack_lo(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t mpq_dsp_pack_hi(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
 #else
 #define mpq_dsp_sxtb16_ror8(x) mpq_dsp_sxtb16(mpq_dsp_ror((x), 8))
 #define mpq_dsp_uxtb16(x) ((x) & 0x00FF00FFu)
@@ -96,6 +117,22 @@ static inline int32_t mpq_dsp_smlabb(uint32_t a, uint32_t b, int32_t acc)
 static inline int32_t mpq_dsp_smlatt(uint32_t a, uint32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)(mpq_dsp_hi(a) * mpq_dsp_hi(b)));
+}
+static inline int32_t mpq_dsp_smlabt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(mpq_dsp_lo(a) * mpq_dsp_hi(b)));
+}
+static inline int32_t mpq_dsp_smlatb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(mpq_dsp_hi(a) * mpq_dsp_lo(b)));
+}
+static inline uint32_t mpq_dsp_pack_lo(uint32_t a, uint32_t b)
+{
+    return (a & 0xFFFFu) | (b << 16);
+}
+static inline uint32_t mpq_dsp_pack_hi(uint32_t a, uint32_t b)
+{
+    return (a >> 16) | (b & 0xFFFF0000u);
 }
 #endif
 
@@ -210,4 +247,16 @@ MPQ_DSP_INLINE int32_t mpq_dsp_requant_hi(int32_t acc, int32_t m0, int32_t n0, i
     const uint32_t sticky = lo | ((uint32_t)hi & ((1u << k) - 1u));
     int32_t y = ((t + 1) >> 1) - (((t & 3) == 1) & (sticky == 0)) + z_out;
     return y < q_min ? q_min : (y > q_max ? q_max : y);
+}
+
+/* The requantization of a layer (ties: reference.icn.ties_possible; hi: KernelSpec.shift_hi),
+ * both constants at every call, so only one variant is compiled. */
+MPQ_DSP_INLINE int32_t mpq_dsp_requant_any(int32_t acc, int32_t m0, int32_t n0, int32_t z_out,
+                                           int32_t q_min, int32_t q_max, int32_t ties,
+                                           int32_t hi)
+{
+    if (ties && hi) return mpq_dsp_requant_hi(acc, m0, n0, z_out, q_min, q_max);
+    if (ties) return mpq_dsp_requant(acc, m0, n0, z_out, q_min, q_max);
+    if (hi) return mpq_dsp_requant_noties_hi(acc, m0, n0, z_out, q_min, q_max);
+    return mpq_dsp_requant_noties(acc, m0, n0, z_out, q_min, q_max);
 }
