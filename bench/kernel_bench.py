@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from kernel_c_smoke import LAYERS, make_layer, qemu_count  # noqa: E402
 
+from tvm_mpq.codegen import kernel_dsp  # noqa: E402
 from tvm_mpq.codegen.kernels import generate_kernel  # noqa: E402
 
 CMSIS_INT8 = {"L1": 1.56, "L2": 2.65, "L3": 4.87, "L4": 1.93, "L5": 8.58, "L6": 8.83,
@@ -32,7 +34,7 @@ CMSIS_INT8 = {"L1": 1.56, "L2": 2.65, "L3": 4.87, "L4": 1.93, "L5": 8.58, "L6": 
 DEFAULT_BITS = ["8,8,8", "8,8,4", "8,8,2", "4,4,4", "4,4,2", "2,2,2"]
 
 
-def kernel_rows(combos, layers, plain: bool, tmp: Path):
+def kernel_rows(combos, layers, plain: bool, tmp: Path, schedule: dict | None = None):
     print("| layer | bits i/o/w | MACs | DSP insn | DSP insn/MAC | x 8/8/8 | plain insn/MAC "
           "| speed-up | CMSIS-NN int8 | exact |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -41,7 +43,10 @@ def kernel_rows(combos, layers, plain: bool, tmp: Path):
     for bits in combos:
         for lid in layers:
             spec, x, consts, want, macs = make_layer(lid, bits)
-            k = generate_kernel(dataclasses.replace(spec, dsp=True))
+            spec = dataclasses.replace(spec, dsp=True)
+            if schedule and kernel_dsp.valid_schedule(spec, schedule):
+                spec = spec.with_schedule(schedule)
+            k = generate_kernel(spec)
             n_fast, good = qemu_count(tmp, k, x, consts, want)
             per = n_fast / macs
             if bits == (8, 8, 8):
@@ -77,13 +82,15 @@ def main(argv=None) -> int:
     p.add_argument("--net", action="append", default=[],
                    help="DSP_BUILD_DIR:PLAIN_BUILD_DIR of `tvm-mpq compile` (repeatable)")
     p.add_argument("--nets-only", action="store_true")
+    p.add_argument("--schedule", type=json.loads,
+                   help='a schedule (JSON, e.g. \'{"pix": 8, "ch": 1}\') for the layers it fits')
     args = p.parse_args(argv)
     ok = True
     if not args.nets_only:
         combos = [tuple(int(v) for v in b.split(",")) for b in (args.bits or DEFAULT_BITS)]
         layers = args.only.split(",") if args.only else list(LAYERS)
         with tempfile.TemporaryDirectory(prefix="mpq-bench-") as tmp:
-            ok = kernel_rows(combos, layers, not args.no_plain, Path(tmp))
+            ok = kernel_rows(combos, layers, not args.no_plain, Path(tmp), args.schedule)
     for pair in args.net:
         for d in pair.split(":"):
             print(f"\n### {d}\n")

@@ -71,18 +71,27 @@ def make_layer(lid: str, bits: tuple[int, int, int], seed: int = 0):
     w_zero = rng.integers(-1, 2, cout)
     bias = rng.integers(-500, 500, cout)
     k_elems = w[0].size
-    m0, n0 = icn.quantize_multipliers(rng.uniform(0.5, 2.0, cout) * (1 << ob)
-                                      / (np.sqrt(k_elems) * (1 << ib) * (1 << wb) / 4))
+    m = rng.uniform(0.5, 2.0, cout) * (1 << ob) / (np.sqrt(k_elems) * (1 << ib) * (1 << wb) / 4)
+    # bias fractional bits as the compiler picks them (passes/legalize_icn.py: the largest
+    # shift <= 12 that keeps the worst accumulator in int32), the multipliers scaled to match
+    x_dev = max(z_in, (1 << ib) - 1 - z_in)
+    raw = int(np.max(icn.accumulator_max(w, w_zero, np.zeros(cout, np.int64), x_dev)))
+    acc_shift = 0
+    while acc_shift < 12 and (raw + 500) * 2 ** (acc_shift + 1) < 2 ** 31 - 1:
+        acc_shift += 1
+    bias = bias * (1 << acc_shift) + rng.integers(0, 1 << acc_shift, cout)
+    m0, n0 = icn.quantize_multipliers(m / (1 << acc_shift))
+    spec = dataclasses.replace(spec, acc_shift=acc_shift)
     if kind == "linear":
-        want = ops.linear(x, w, w_zero, bias, z_in, m0, n0, 0, *q)
+        want = ops.linear(x, w, w_zero, bias, z_in, m0, n0, 0, *q, acc_shift=acc_shift)
         xp = pack(x, ib)
     else:
         want = ops.conv2d(x, w, w_zero, bias, z_in, s, p, m0, n0, 0, *q,
-                          depthwise=kind == "depthwise")
+                          depthwise=kind == "depthwise", acc_shift=acc_shift)
         xp = pack(x[0], ib)
     consts = pack_params(spec, w, w_zero, bias, m0, n0)
     # as the compiler does (codegen/aot.py): the cheaper rounding when no tie can occur
-    amax = icn.accumulator_max(w, w_zero, bias, max(z_in, (1 << ib) - 1 - z_in))
+    amax = icn.accumulator_max(w, w_zero, bias, x_dev, acc_shift)
     spec = dataclasses.replace(spec, ties=icn.ties_possible(m0, n0, amax),
                                shift_hi=bool(np.all(n0 <= -2)))
     return spec, xp.tobytes(), consts, pack(want, ob).tobytes(), macs

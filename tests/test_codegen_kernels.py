@@ -107,8 +107,11 @@ class Case:
         # kernel's table of G channels); im2col columns and rings are in the scratch argument
         body = self.kernel.c_source[self.kernel.c_source.rindex(self.kernel.prototype[:-1]):]
         arrays = [int(n) for n in re.findall(r"\b\w+\[(\d+)\];", body)]
-        limit = max(2 * spec.kernel ** 2 + 4, kernel_dsp.DWR_TAB * 8) \
-            if kernels.is_fast(spec) and spec.kind == "depthwise" else 8
+        # (the one-row GEMM block: up to 8 columns x the channels of one output byte)
+        limit = 8
+        if kernels.is_fast(spec):
+            limit = max(2 * spec.kernel ** 2 + 4, kernel_dsp.DWR_TAB * 8) \
+                if spec.kind == "depthwise" else 8 * max(1, 8 // spec.out_bits)
         assert max(arrays, default=0) <= max(8, limit), (self.kernel.name, arrays)
 
     def check(self, lib):

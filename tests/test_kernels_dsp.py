@@ -148,12 +148,23 @@ def test_every_schedule_gives_the_golden_bytes(builder):  # noqa: F811
 
 def test_schedule_validation():
     spec = KernelSpec("pointwise", (1, 4, 4, 8), (1, 4, 4, 8), out_bits=2)
-    assert kernel_dsp.resolve_schedule(spec) == {"pix": 2, "ch": 2, "unroll": 2}
-    assert not kernel_dsp.valid_schedule(spec, {"pix": 4})         # 4 x 4 accumulators
-    assert not kernel_dsp.valid_schedule(spec, {"pix": 3})
+    # the default: 8 columns x 1 weight row (16 pixels: 2 steps, the fewest instructions)
+    assert kernel_dsp.resolve_schedule(spec) == {"pix": 8, "ch": 1, "unroll": 2}
+    assert not kernel_dsp.valid_schedule(spec, {"pix": 4, "ch": 2})  # 4 x 4 accumulators
+    assert not kernel_dsp.valid_schedule(spec, {"pix": 3, "ch": 4})
+    assert not kernel_dsp.valid_schedule(spec, {"ch": 1, "unroll": 1})
     assert not kernel_dsp.valid_schedule(spec, {"tile": 2})
     with pytest.raises(ModelError, match="schedule"):
-        spec.with_schedule({"pix": 4})
+        spec.with_schedule({"pix": 4, "ch": 2})
+    # unset knobs: the first candidate the constraints allow
+    assert kernel_dsp.resolve_schedule(spec.with_schedule({"ch": 2})) == \
+        {"pix": 2, "ch": 2, "unroll": 2}
+    # few pixels: no duplicate columns (7 x 7: 7 columns a step)
+    assert kernel_dsp.resolve_schedule(KernelSpec("pointwise", (1, 7, 7, 8), (1, 7, 7, 8)))[
+        "pix"] == 7
+    # wide weight rows: the default's im2col stays within DEFAULT_SCRATCH
+    big = KernelSpec("pointwise", (1, 14, 14, 2048), (1, 14, 14, 8))
+    assert generate_kernel(big).scratch_bytes <= kernel_dsp.DEFAULT_SCRATCH
     dw = KernelSpec("depthwise", (1, 4, 4, 8), (1, 4, 4, 8), kernel=3, pad=1)
     assert kernel_dsp.schedule_space(dw) == {"rows": (1, 0), "pix": (1, 2), "g": (4, 8)}
     assert kernel_dsp.resolve_schedule(dw) == {"rows": 1, "pix": 1, "g": 4}
@@ -174,7 +185,7 @@ def test_schedule_validation():
     a = generate_kernel(KernelSpec("pointwise", (1, 4, 4, 8), (1, 4, 4, 8)))
     b = generate_kernel(KernelSpec("pointwise", (1, 4, 4, 8), (1, 4, 4, 8)).with_schedule(
         {"pix": 1}))
-    assert a.name != b.name and b.scratch_bytes * 2 == a.scratch_bytes
+    assert a.name != b.name and b.scratch_bytes * 8 == a.scratch_bytes
 
 
 def _dw_case(seed, h, w, c, stride, pad, in_bits, out_bits, w_bits, *, in_signed=False,

@@ -66,8 +66,18 @@ def _case(i, kind, in_bits, out_bits, w_bits, rng, c=None, w_signed=None, schedu
 # (kind, C, in bits, weight bits, signed weights, schedule)
 WIDE = [("pointwise", 37, 8, 8, True, None), ("pointwise", 64, 4, 8, False, None),
         ("pointwise", 45, 8, 4, True, None), ("conv", 16, 4, 4, False, None),
-        ("pointwise", 40, 8, 8, False, {"pix": 4, "unroll": 1}),
-        ("conv", 16, 8, 8, True, {"pix": 1}), ("conv", 11, 2, 8, False, {"ch": 4}),
+        # the 2 x 2 assembly block and the general C block
+        ("pointwise", 37, 8, 8, True, {"ch": 2}), ("pointwise", 64, 4, 8, False, {"ch": 2}),
+        ("pointwise", 45, 8, 4, True, {"ch": 2}), ("conv", 16, 4, 4, False, {"ch": 2}),
+        ("pointwise", 40, 8, 8, False, {"pix": 4, "ch": 2, "unroll": 1}),
+        ("conv", 16, 8, 8, True, {"pix": 1, "ch": 2}), ("conv", 11, 2, 8, False, {"ch": 4}),
+        # the generated P x 1 assembly (kernel_dsp.gemm_asm): every P, 8/4/2-bit weights
+        # signed and unsigned, odd word counts, partial words (C tails)
+        ("pointwise", 29, 8, 8, False, {"pix": 8}), ("pointwise", 33, 8, 4, True, {"pix": 7}),
+        ("pointwise", 48, 8, 2, True, {"pix": 6}), ("conv", 7, 4, 2, False, {"pix": 5}),
+        ("pointwise", 40, 2, 4, False, {"pix": 3}), ("conv", 12, 8, 8, True, {"pix": 2}),
+        ("pointwise", 96, 4, 8, True, {"pix": 1}), ("linear", 77, 8, 2, True, None),
+        ("linear", 90, 8, 4, False, None),
         ("linear", 100, 8, 8, True, None), ("linear", 64, 8, 8, False, {"ch": 4}),
         ("depthwise", 12, 8, 8, True, {"rows": 0, "pix": 2}),
         ("depthwise", 7, 4, 2, False, {"pix": 2}), ("depthwise", 9, 8, 8, True, {"rows": 0})]

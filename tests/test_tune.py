@@ -58,7 +58,7 @@ def test_records_validation(tmp_path):
         Records.load(tmp_path / "missing.json")
     spec = KernelSpec("pointwise", (1, 6, 6, 16), (1, 6, 6, 8), out_bits=2)
     r = Records(workloads=[{"key": space.tuning_key(spec),
-                            "best": {"schedule": {"pix": 4}, "instructions": 1}}])
+                            "best": {"schedule": {"pix": 4, "ch": 2}, "instructions": 1}}])
     with pytest.raises(RecordsError, match="not valid"):
         r.schedule_for(spec)          # 4 pixels x 4 channels a byte: too many accumulators
 

@@ -23,7 +23,8 @@ from tvm_mpq.tune.measure import LayerBench, MeasureError, measure_elf
 
 KEY = "m7test"
 SPEC = KernelSpec("pointwise", (1, 6, 6, 16), (1, 6, 6, 8), w_signed=True)
-SCHEDULES = [{"pix": 1}, {"pix": 4, "ch": 2}, {"pix": 2, "ch": 4}, {"pix": 1, "unroll": 1}]
+SCHEDULES = [{"pix": 1}, {"pix": 4, "ch": 2}, {"pix": 2, "ch": 4},
+             {"pix": 1, "ch": 2, "unroll": 1}]
 # `tvm-mpq ARGS`, with the rpc-server verb whether or not cli.VERBS lists it yet
 CLI_CODE = ("import sys\nfrom tvm_mpq import cli\n"
             "if 'rpc-server' not in cli.VERBS: cli.VERBS.append('rpc-server')\n"

@@ -2,21 +2,22 @@
 TIR; the inner dot products are C micro-kernels (include/mpq_dsp*.h) called with
 T.call_extern, as microTVM's mprofile schedules tensorized theirs.
 
-conv / pointwise / linear (`gemm`): for each pair of output pixels, the two im2col columns
-(int16 x - z_in, in the weights' unpacking order) go to the scratch buffer and their sums
-S = sum(x - z_in) to two locals; then for each block of G output channels (G = 2, or 4
-for 2-bit outputs) `mpq_dsp_dot_2x2i` gives the plain dot products x'.u of 2 pixels x 2
-channels (SMLAD on int16 pairs, each weight word unpacked once for both pixels; the two
-columns interleaved by 8 bytes, and the 8-/4-bit weight loop in Cortex-M7 assembly), and
+conv / pointwise / linear (`gemm`): for each step of P output pixels, their P im2col
+columns (int16 x - z_in, in the weights' unpacking order, interleaved by 8 bytes) go to
+the scratch buffer and their sums S = sum(x - z_in) to locals; then for each output
+channel (or block of them) a micro-kernel gives the plain dot products x'.u, and
 
     acc = x'.u - (w_zero + off_w) * S + bias,   off_w = 2^(w_bits-1) for signed 4/2-bit
                                                  weights (unpacked as u = w + off_w), else 0
 
 which is sum (x - z_in)(w - w_zero) + bias exactly (padding taps are 0 in the column, as
-they are 0 in the golden model). Linear layers use one column. The pixel and channel
-block sizes and the unrolling are schedule knobs (`schedule_space`), set per layer by
-`KernelSpec.schedule` (from `tvm-mpq tune` records); the defaults are 2 x 2, unrolled twice;
-other points use the general C micro-kernel `mpq_dsp_dot` over plain columns.
+they are 0 in the golden model). The default (`ch = 1`, P = `pix` up to 8 by
+`_default_pix`) is `mpq_dsp_dot_px1i`: each weight word loaded and unpacked once for the
+P columns, one LDRD and two SMLAD per column; on the M7 its whole words run in a naked
+assembly function generated per layer (`gemm_asm`: 27 instructions per 32 MACs with 8
+columns of 8-bit weights). Other schedule knobs (`schedule_space`, set per layer by
+`KernelSpec.schedule` from `tvm-mpq tune` records): 2 x 2 blocks (`mpq_dsp_dot_2x2i`,
+inline assembly for 8-/4-bit weights), and the general C micro-kernel `mpq_dsp_dot`.
 
 depthwise 3x3, stride 1 or 2 (the row kernel, `rows=1`, the default): per block of G
 channels, `mpq_dsp_dwr_prep` makes each channel's weight pairs W01 = [w'0, w'1],
@@ -38,14 +39,15 @@ pixel or channel whose result is not stored.
 
 from __future__ import annotations
 
+import itertools
 from functools import reduce
 
 from .. import tvm_adapter as ta
 from ..reference.packing import row_bytes
 
 GEMM_KINDS = ("conv", "pointwise", "linear")
-CONSTRAINTS = ("at most 8 accumulators: pix * ch <= 8; depthwise: pix with rows=0, "
-               "g with rows=1")
+CONSTRAINTS = ("at most 8 accumulators: pix * ch <= 8 (ch = 1: pix <= 8, unroll 2); "
+               "depthwise: pix with rows=0, g with rows=1")
 DWR_TAB = 11        # words a channel in the row depthwise table (MPQ_DSP_DWR_TAB)
 
 
@@ -76,8 +78,27 @@ def schedule_space(spec) -> dict[str, tuple[int, ...]]:
     if spec.kind not in GEMM_KINDS:
         return {}
     _, _, _, ho, wo, _, _, _, _ = _dims(spec)
-    pix = (2, 1, 4) if ho * wo > 1 else (1,)
-    return {"pix": pix, "ch": (2, 4), "unroll": (2, 1)}
+    if ho * wo == 1:
+        return {"pix": (1,), "ch": (1, 2, 4), "unroll": (2, 1)}
+    best = _default_pix(spec)
+    return {"pix": (best,) + tuple(v for v in (8, 4, 2, 1, 6, 7, 5, 3) if v != best),
+            "ch": (1, 2, 4), "unroll": (2, 1)}
+
+
+# im2col scratch the default schedule may take (bytes); the tuner may go beyond it, and
+# `tvm-mpq compile` falls back to lean schedules when a tuned arena breaks the RAM budget
+DEFAULT_SCRATCH = 16384
+
+
+def _default_pix(spec) -> int:
+    """Columns a step of the default `ch = 1` GEMM: the fewest instructions by the
+    micro-kernel's count (per weight word 3 + 3 P for P columns, ceil(pixels / P) steps;
+    a last partial step computes duplicate columns), within DEFAULT_SCRATCH."""
+    h, w, c, ho, wo, _, k, _, _ = _dims(spec)
+    n_pix = ho * wo
+    n_slots = -(-(k * k * row_bytes(c, spec.w_bits)) // 4) * (32 // spec.w_bits)
+    cap = max(1, min(8, DEFAULT_SCRATCH // (2 * n_slots)))
+    return min(range(1, cap + 1), key=lambda P: (-(-n_pix // P) * (3 + 3 * P), -P))
 
 
 def rows_apply(spec) -> bool:
@@ -85,29 +106,40 @@ def rows_apply(spec) -> bool:
     return spec.kind == "depthwise" and spec.kernel == 3 and spec.stride in (1, 2)
 
 
-def _full(spec, schedule: dict) -> dict:
-    """schedule over the defaults. Depthwise: a schedule that sets only `pix` (the
-    per-pixel kernel's knob, as records written before the row kernel do) means rows=0."""
-    space = schedule_space(spec)
-    full = {k: schedule.get(k, v[0]) for k, v in space.items()}
-    if "rows" in space and "rows" not in schedule and schedule.get("pix", 1) != 1:
-        full["rows"] = 0
-    return full
-
-
-def valid_schedule(spec, schedule: dict) -> bool:
-    """Whether `schedule` (knob -> value, knobs of schedule_space) is allowed for `spec`."""
-    space = schedule_space(spec)
-    if any(k not in space or v not in space[k] for k, v in schedule.items()):
-        return False
-    full = _full(spec, schedule)
+def _allowed(spec, full: dict) -> bool:
+    """The constraints between the knobs of a complete schedule."""
     if spec.kind == "depthwise":
         # pix is a knob of the per-pixel kernel, g (channels a block) of the row kernel
         if full.get("rows"):
             return full.get("pix", 1) == 1
         return full.get("g", 4) == 4
-    # accumulators of one block (the stack stays small): pix x max(ch, channels a byte)
+    # accumulators of one block (the stack stays small): pix x max(ch, channels a byte);
+    # one weight row (ch = 1, mpq_dsp_dot_px1i) takes up to 8 columns
+    if full.get("ch") == 1:
+        return full.get("unroll", 2) == 2
     return full.get("pix", 1) * max(full.get("ch", 2), 8 // spec.out_bits) <= 8
+
+
+def _full(spec, schedule: dict) -> dict | None:
+    """The complete schedule: the knobs `schedule` sets, the others at the first of their
+    candidates (the default first) that satisfy the constraints; None if none do."""
+    space = schedule_space(spec)
+    free = [k for k in space if k not in schedule]
+    for vals in itertools.product(*(space[k] for k in free)):
+        full = {k: schedule.get(k) for k in space}
+        full.update(zip(free, vals))
+        if _allowed(spec, full):
+            return full
+    return None
+
+
+def valid_schedule(spec, schedule: dict) -> bool:
+    """Whether `schedule` (knob -> value, knobs of schedule_space; unset knobs take their
+    defaults as far as the constraints allow) is allowed for `spec`."""
+    space = schedule_space(spec)
+    if any(k not in space or v not in space[k] for k, v in schedule.items()):
+        return False
+    return _full(spec, schedule) is not None
 
 
 def resolve_schedule(spec) -> dict[str, int]:
@@ -206,6 +238,7 @@ def gemm(spec, name: str):
     nc = sched["ch"]
     n_pix = ho * wo
     fast22 = nc == 2 and n_cols <= 2 and sched["unroll"] == 2
+    px1 = nc == 1           # columns x one weight row (mpq_dsp_dot_px1i)
     group = max(nc, 8 // spec.out_bits)
     n_blocks = -(-cout // group)
     off_w = (1 << (spec.w_bits - 1)) if spec.w_signed and spec.w_bits < 8 else 0
@@ -220,7 +253,7 @@ def gemm(spec, name: str):
             y = T.arg("y", T.Buffer((n_pix * row_y,), "uint8"))
             scratch = T.arg("scratch", T.Buffer((n_cols * col_bytes,), "uint8"))
             # the default 2 x 2 block reads its two columns interleaved (mpq_dsp_dot_2x2i)
-            ilv = 2 if fast22 and n_cols == 2 else 1
+            ilv = n_cols if px1 else (2 if fast22 and n_cols == 2 else 1)
             with T.serial(0, -(-n_pix // n_cols)) as pp:
                 sx = T.alloc_buffer((n_cols,), "int32", scope="global")
                 pix = [tirx.min(pp * n_cols + q, n_pix - 1) for q in range(n_cols)]
@@ -235,7 +268,13 @@ def gemm(spec, name: str):
                     acc = T.alloc_buffer((group * n_cols,), "int32", scope="global")
                     for part in range(group // nc):
                         first = blk * group + part * nc
-                        if fast22:
+                        if px1:
+                            o0 = tirx.min(first, cout - 1)
+                            call = T.call_extern(
+                                "int32", "mpq_dsp_dot_px1i", T.address_of(scratch[0]),
+                                T.address_of(wt[o0 * row_w]), row_w, n_cols, spec.w_bits,
+                                int(spec.w_signed), T.address_of(acc[part * n_cols]))
+                        elif fast22:
                             # the 2 x 2 / 1 x 2 micro-kernels (the default: fewest
                             # instructions); weight rows clamped here
                             o0, o1 = tirx.min(first, cout - 1), tirx.min(first + 1, cout - 1)
@@ -446,9 +485,8 @@ def dwr_asm(spec, name: str) -> str:
 
     def requant(regs: tuple[str, ...]) -> list[str]:
         out = []
-        if sh:                              # (acc << acc_shift) + bias
-            out.append("ldr r12, [sp, #16]")
-            out += [f"add {r}, r12, {r}, lsl #{sh}" for r in regs]
+        if sh:                              # (acc << acc_shift) + B (B: start and bias)
+            out += [f"add {r}, r1, {r}, lsl #{sh}" for r in regs]
         out.append("ldrd r12, lr, [sp, #4]")                       # m0, R
         out += [f"smmla {r}, {r}, r12, lr" for r in regs]
         out.append("ldr r12, [sp, #12]")                           # k + 1
@@ -464,35 +502,44 @@ def dwr_asm(spec, name: str) -> str:
         body, tail = [], []
         for n, kh in enumerate(order):
             (wa, wb), off = weights[kh], offs[kh]
-            acc_s, acc_t = ("r1", "r1") if n == 0 else ("r10", "r11")
+
+            def mac(op: str, d: str, a: str, b: str) -> str:
+                """op d += a (x) b; the first of d without acc_shift starts from the
+                start in r1, with it from 0 (B is added after the shift)"""
+                if n:
+                    return f"{op} {d}, {a}, {b}, {d}"
+                if not sh:
+                    return f"{op} {d}, {a}, {b}, r1"
+                return {"smlad": "smuad", "smlabt": "smulbt"}[op] + f" {d}, {a}, {b}"
+
             adr = f"[r0, #{off}]" if off else f"[r0], #{step}"
             if stride == 1:
                 # s += W01.P01 + w2 x(u+2); t += w0 x(u+1) + W12.P23
                 body += [f"ldrd r12, lr, {adr}",
-                         f"smlabt r11, {wa}, r12, {acc_t}", f"smlad r10, {wa}, r12, {acc_s}",
+                         mac("smlabt", "r11", wa, "r12"), mac("smlad", "r10", wa, "r12"),
                          f"smlatb r10, {wb}, lr, r10", f"smlad r11, {wb}, lr, r11"]
             else:
                 # s += W01.P(x) + w2 x(2x+2); t += W01.P(x+1) + w2 x(2x+4)
                 body += [f"ldrd r12, lr, {adr}",
-                         f"smlad r10, {wa}, r12, {acc_s}", f"smlatb r10, {wb}, lr, r10",
-                         f"smlad r11, {wa}, lr, {acc_t}",
+                         mac("smlad", "r10", wa, "r12"), f"smlatb r10, {wb}, lr, r10",
+                         mac("smlad", "r11", wa, "lr"),
                          f"ldr r12, [r0, #{off + 8}]" if off else "ldr r12, [r0]",
                          f"smlatb r11, {wb}, r12, r11"]
             tail += [f"ldrd r12, lr, [r0, #{off}]" if off else "ldrd r12, lr, [r0]",
-                     f"smlad r10, {wa}, r12, {acc_s}", f"smlatb r10, {wb}, lr, r10"]
+                     mac("smlad", "r10", wa, "r12"), f"smlatb r10, {wb}, lr, r10"]
         code = []
         for slot in range(per):             # channels of one output byte
             lab = 10 * (3 * rot + 1) + 2 * slot
-            code += [f"{lab}:" if slot == 0 else f"{lab}:",
+            code += [f"{lab}:",
                      "ldr r12, [sp]",                   # tab
-                     "ldm r12!, {r4-r9}",               # W01, W12 of kernel rows 0, 1, 2
-                     "ldm r12!, {r1, lr}",              # start, m0
+                     "ldm r12, {r4-r9}",                # W01, W12 of kernel rows 0, 1, 2
+                     f"ldr r1, [r12, #{40 if sh else 24}]",  # B, or the start
+                     "ldr lr, [r12, #28]",              # m0
                      "str lr, [sp, #4]",
-                     "ldm r12!, {r10, r11}",            # R, k + 1
-                     "strd r10, r11, [sp, #8]"]
-            code += ["ldr r10, [r12], #4", "str r10, [sp, #16]"] if sh else \
-                ["add r12, r12, #4"]                    # bias
-            code.append("str r12, [sp]")
+                     "ldrd r10, r11, [r12, #32]",       # R, k + 1
+                     "strd r10, r11, [sp, #8]",
+                     f"add r12, r12, #{4 * DWR_TAB}",
+                     "str r12, [sp]"]
             step_code = body + requant(("r10", "r11")) + store(slot, ("r10", "r11"))
             if n_steps % 2:
                 code += step_code
@@ -529,6 +576,93 @@ def dwr_asm(spec, name: str) -> str:
 #define MPQ_DSP_DWR_ASM {name}__row
 __attribute__((naked, noinline, used)) static void
 {name}__row(const uint32_t *ring, int32_t rot, const int32_t *tab, uint8_t *yp, int32_t n_ch)
+{{
+    __asm__ volatile(
+{asm});
+}}
+#endif
+"""
+
+
+def gemm_asm(spec, name: str) -> str:
+    """C text (for the kernel's prelude) of the `ch = 1` GEMM micro-kernel's assembly, or ""
+    when the schedule or the weights (2-bit) do not take it.
+
+    `<name>__dot(xb, w, acc)` (MPQ_DSP_DOT_ASM) gives acc[q] = x_q . w over the layer's
+    whole weight words for its P = `pix` interleaved im2col columns (mpq_dsp_dot_px1i's
+    layout): per weight word one LDR and its unpacking (SXTB16/UXTB16 twice; 4-bit: AND/LSR
+    on two loads of the word, EOR for signed), then per column one LDRD and two SMLAD into
+    the column's accumulator; unrolled twice. The P accumulators, 2 weight pairs, 2 column
+    words and 2 pointers take up to all 14 registers, so it is a naked function with the
+    layer's constants (P, words, offsets) baked in; the loop end sits in its stack frame."""
+    if spec.kind not in GEMM_KINDS:
+        return ""
+    sched = resolve_schedule(spec)
+    if sched["ch"] != 1:
+        return ""
+    row_w, _, n_cols = gemm_layout(spec)
+    n_words = row_w // 4
+    if n_words == 0:
+        return ""
+    P, G = n_cols, 8 // spec.w_bits
+    accs = [f"r{2 + q}" for q in range(P)]
+    span = 8 * P * G                        # bytes of columns a weight word covers
+
+    def col_loads(g: int, first: bool) -> list[str]:
+        """LDRD + 2 SMLAD for every column of group g (pairs in r11 (even) / r10 (odd))."""
+        out = []
+        for q in range(P):
+            off = 8 * (g * P + q)
+            if first and g == 0 and q == 0:
+                adr = f"[r0], #{span}"      # the word's first load moves the pointer
+            else:
+                adr = f"[r0, #{off - span}]"
+            out += [f"ldrd r12, lr, {adr}", f"smlad {accs[q]}, r12, r11, {accs[q]}",
+                    f"smlad {accs[q]}, lr, r10, {accs[q]}"]
+        return out
+
+    if spec.w_bits == 8:
+        ext = "sxtb16" if spec.w_signed else "uxtb16"
+        word = ["ldr r10, [r1], #4", f"{ext} r11, r10", f"{ext} r10, r10, ror #8",
+                *col_loads(0, True)]
+    else:
+        # group g holds pairs 2g, 2g + 1 of the word: (W >> (2 g b)) & mask and
+        # (W >> ((2 g + 1) b)) & mask; the word is reloaded per group (no spare register)
+        b = spec.w_bits
+        mask = "#0x000F000F" if b == 4 else "#0x00030003"
+        xor = [f"eor r10, r10, #{'0x88888888' if b == 4 else '0xAAAAAAAA'}"] \
+            if spec.w_signed else []
+        word = []
+        for g in range(G):
+            se, so = 2 * g * b, (2 * g + 1) * b
+            word += ["ldr r10, [r1], #4" if g == G - 1 else "ldr r10, [r1]", *xor,
+                     f"lsr r11, r10, #{se}" if se else f"and r11, r10, {mask}",
+                     *([f"and r11, r11, {mask}"] if se else []),
+                     f"lsr r10, r10, #{so}", f"and r10, r10, {mask}",
+                     *col_loads(g, g == 0)]
+    body = ["push {r4-r11, lr}",
+            "sub sp, sp, #12",
+            "str r2, [sp, #4]",                 # acc
+            *[f"mov {a}, #0" for a in accs]]
+    unroll = 4 if P <= 2 else 2             # weight words a loop step
+    body += word * (n_words % unroll)
+    if n_words >= unroll:
+        loop_bytes = 4 * (n_words - n_words % unroll)
+        body += [f"add r12, r1, #{loop_bytes}" if loop_bytes <= 4095 else
+                 f"movw r12, #{loop_bytes}\\n\\tadd r12, r1, r12",
+                 "str r12, [sp]",               # loop end of the weight pointer
+                 "1:", *(word * unroll),
+                 "ldr r12, [sp]", "cmp r1, r12", "bne 1b"]
+    body += ["ldr r12, [sp, #4]",
+             f"stm r12, {{{', '.join(accs)}}}",
+             "add sp, sp, #12",
+             "pop {r4-r11, pc}"]
+    asm = "\n".join(f'        "{ins}\\n\\t"' for ins in body)
+    return f"""#if defined(__ARM_FEATURE_DSP)
+/* kernel_dsp.gemm_asm: {P} columns x 1 row, {n_words} words of {spec.w_bits}-bit weights */
+#define MPQ_DSP_DOT_ASM {name}__dot
+__attribute__((naked, noinline, used)) static void
+{name}__dot(const uint8_t *xb, const uint8_t *w, int32_t *acc)
 {{
     __asm__ volatile(
 {asm});

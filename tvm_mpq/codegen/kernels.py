@@ -190,7 +190,8 @@ def _generate(spec: KernelSpec) -> Kernel:
         signature = f"int32_t {name}({', '.join(args)})"
         source = lower_to_c(build(spec, name), name, signature, _banner(spec, name),
                             prelude=_dsp_prelude(spec.kind == "depthwise",
-                                                 kernel_dsp.dwr_asm(spec, name)))
+                                                 kernel_dsp.dwr_asm(spec, name)
+                                                 + kernel_dsp.gemm_asm(spec, name)))
         return Kernel(name, source, scratch, signature + ";")
     func = kernel_te.BUILDERS[spec.kind](spec)
     signature = f"int32_t {name}({', '.join(args)})"

@@ -81,6 +81,11 @@ static inline int32_t mpq_dsp_smlatb(uint32_t a, uint32_t b, int32_t acc)
 {
     return __smlatb((int32_t)a, (int32_t)b, acc);
 }
+/* lane-wise a - b of two int16 lanes (SSUB16) */
+static inline uint32_t mpq_dsp_sub16(uint32_t a, uint32_t b)
+{
+    return (uint32_t)__ssub16((int32_t)a, (int32_t)b);
+}
 /* [low lane of a, low lane of b] and [high lane of a, high lane of b]: PKHBT / PKHTB */
 static inline uint32_t mpq_dsp_pack_lo(uint32_t a, uint32_t b)
 {
@@ -130,6 +135,10 @@ static inline uint32_t mpq_dsp_pack_lo(uint32_t a, uint32_t b)
 {
     return (a & 0xFFFFu) | (b << 16);
 }
+static inline uint32_t mpq_dsp_sub16(uint32_t a, uint32_t b)
+{
+    return ((a & 0xFFFF0000u) - (b & 0xFFFF0000u)) | ((a - b) & 0x0000FFFFu);
+}
 static inline uint32_t mpq_dsp_pack_hi(uint32_t a, uint32_t b)
 {
     return (a >> 16) | (b & 0xFFFF0000u);
@@ -172,6 +181,37 @@ static inline uint32_t mpq_dsp_ld_tail(const uint8_t *p, int32_t n)
     for (int32_t b = 0; b < n; ++b) v |= (uint32_t)p[b] << (8 * b);
     return v;
 }
+/* 4 channels of one input pixel -> lane pairs [x~(c0), x~(c2)], [x~(c1), x~(c3)] (x~ = x,
+ * or x + 2^(b-1) for signed 4-/2-bit inputs; c_left < 4: the missing channels read 0). */
+#define MPQ_DSP_DW_LOAD(px, c_left, in_bits, in_signed, pa, pb)                          \
+    do {                                                                                \
+        uint32_t X_;                                                                    \
+        if ((c_left) >= 4) {                                                            \
+            X_ = (in_bits) == 8 ? mpq_dsp_ld32(px)                                      \
+               : (in_bits) == 4 ? (uint32_t)(px)[0] | ((uint32_t)(px)[1] << 8)          \
+                                : (uint32_t)(px)[0];                                    \
+        } else {                                                                        \
+            X_ = mpq_dsp_ld_tail(px, ((c_left) * (in_bits) + 7) / 8);                   \
+        }                                                                               \
+        if ((in_bits) == 8 && (in_signed)) {                                            \
+            pa = mpq_dsp_sxtb16(X_);                                                    \
+            pb = mpq_dsp_sxtb16_ror8(X_);                                    \
+        } else if ((in_bits) == 8) {                                                    \
+            pa = mpq_dsp_uxtb16(X_);                                                    \
+            pb = mpq_dsp_uxtb16_ror8(X_);                                               \
+        } else if ((in_bits) == 4) {                                                    \
+            X_ = X_ | (X_ << 8);                                                        \
+            if (in_signed) X_ ^= 0x00880088u;                                           \
+            pa = X_ & 0x000F000Fu;                                                      \
+            pb = (X_ >> 4) & 0x000F000Fu;                                               \
+        } else {                                                                        \
+            X_ = X_ | (X_ << 12);                                                       \
+            if (in_signed) X_ ^= 0x000A000Au;                                           \
+            pa = X_ & 0x00030003u;                                                      \
+            pb = (X_ >> 2) & 0x00030003u;                                               \
+        }                                                                               \
+    } while (0)
+
 /* Element ch of a packed row, as int32 (signed: two's complement in its bits). */
 static inline int32_t mpq_dsp_elem(const uint8_t *row, int32_t ch, int32_t bits, int32_t sgn)
 {

@@ -34,36 +34,6 @@ static inline int32_t mpq_dsp_dw_prep(int32_t *wp, const uint8_t *w, const void 
     return 0;
 }
 
-/* 4 channels of one input pixel -> pairs [x~(c0), x~(c2)], [x~(c1), x~(c3)]. */
-#define MPQ_DSP_DW_LOAD(px, c_left, in_bits, in_signed, pa, pb)                          \
-    do {                                                                                \
-        uint32_t X_;                                                                    \
-        if ((c_left) >= 4) {                                                            \
-            X_ = (in_bits) == 8 ? mpq_dsp_ld32(px)                                      \
-               : (in_bits) == 4 ? (uint32_t)(px)[0] | ((uint32_t)(px)[1] << 8)          \
-                                : (uint32_t)(px)[0];                                    \
-        } else {                                                                        \
-            X_ = mpq_dsp_ld_tail(px, ((c_left) * (in_bits) + 7) / 8);                   \
-        }                                                                               \
-        if ((in_bits) == 8 && (in_signed)) {                                            \
-            pa = mpq_dsp_sxtb16(X_);                                                    \
-            pb = mpq_dsp_sxtb16_ror8(X_);                                    \
-        } else if ((in_bits) == 8) {                                                    \
-            pa = mpq_dsp_uxtb16(X_);                                                    \
-            pb = mpq_dsp_uxtb16_ror8(X_);                                               \
-        } else if ((in_bits) == 4) {                                                    \
-            X_ = X_ | (X_ << 8);                                                        \
-            if (in_signed) X_ ^= 0x00880088u;                                           \
-            pa = X_ & 0x000F000Fu;                                                      \
-            pb = (X_ >> 4) & 0x000F000Fu;                                               \
-        } else {                                                                        \
-            X_ = X_ | (X_ << 12);                                                       \
-            if (in_signed) X_ ^= 0x000A000Au;                                           \
-            pa = X_ & 0x00030003u;                                                      \
-            pb = (X_ >> 2) & 0x00030003u;                                               \
-        }                                                                               \
-    } while (0)
-
 MPQ_DSP_INLINE int32_t mpq_dsp_dw(int32_t *acc, const uint8_t *x, const int32_t *wp,
                                  int32_t oi, int32_t oj, int32_t g, int32_t h, int32_t w,
                                  int32_t c, int32_t k, int32_t stride, int32_t pad,
@@ -190,7 +160,8 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dw2(int32_t *acc, const uint8_t *x, const int32_t
  * (MPQ_DSP_DWR_ASM) m0, R = 2^k + z_out 2^(k+1) and k + 1 (k = -2 - n0), with which
  * requantization is (hi32(acc * m0) + R) >> (k + 1) (SMMLA, ASR): the same as
  * mpq_dsp_requant_noties_hi (R = 0, k + 1 = 0 marks a channel whose R does not fit: the
- * block takes the C row); last the bias with acc_shift (else 0). */
+ * block takes the C row); last B = (start << acc_shift) + bias with acc_shift (else 0),
+ * which the assembly adds to the shifted sum of products. */
 static inline int32_t mpq_dsp_dwr_prep(int32_t *tab, const uint8_t *w, const void *w_zero,
                                        const int32_t *bias, const int32_t *m0,
                                        const int8_t *n0, int32_t g0, int32_t G, int32_t c,
@@ -220,7 +191,9 @@ static inline int32_t mpq_dsp_dwr_prep(int32_t *tab, const uint8_t *w, const voi
         t[6] = -zx * sum + (acc_shift || ch >= c ? 0 : bias[ch]);
         t[7] = ch < c ? m0[ch] : 0;
         t[8] = t[9] = 0;
-        t[10] = acc_shift && ch < c ? bias[ch] : 0;
+        /* with acc_shift: B = (start << acc_shift) + bias, added to the shifted sum */
+        t[10] = acc_shift && ch < c
+                    ? (int32_t)(((uint32_t)t[6] << acc_shift) + (uint32_t)bias[ch]) : 0;
         if (ch < c) {
             const int32_t k = -2 - n0[ch];
             const int64_t r = ((int64_t)1 << k) + (int64_t)z_out * ((int64_t)2 << k);

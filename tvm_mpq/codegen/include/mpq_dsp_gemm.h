@@ -261,10 +261,15 @@ static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi,
     const int32_t tap_slots = (c * w_bits + 7) / 8 * (8 / w_bits);
     int16_t *out = (int16_t *)(void *)col;
     int32_t sum = 0;
-    /* word-at-a-time paths for 8-bit weights (slot order [x0, x2], [x1, x3] per 4
-     * channels): 8-bit inputs 4 channels a word, 4-bit inputs 8 channels a word */
-    const int32_t fast8 = in_bits == 8 && w_bits == 8 && c % 4 == 0;
-    const int32_t fast4 = in_bits == 4 && w_bits == 8 && c % 8 == 0;
+    /* word-at-a-time path when every tap fills whole weight words (c % (32 / w_bits) == 0,
+     * c % 4 == 0): per 4 channels MPQ_DSP_DW_LOAD gives the lane pairs [x0, x2], [x1, x3]
+     * (any input width; x + 2^(b-1) for signed sub-byte inputs), which are already the slot
+     * order of 8-bit weights; for 4- and 2-bit weights (pair m = [x_m, x_(m + half)]) the
+     * pairs of chunks j and j + half / 4 are recombined with PKHBT/PKHTB. */
+    const int32_t per_word = 32 / w_bits;
+    const int32_t fast = c % 4 == 0 && c % per_word == 0;
+    const int32_t zz = z_in + (in_signed && in_bits < 8 ? 1 << (in_bits - 1) : 0);
+    const uint32_t z2 = (uint32_t)(uint16_t)(int16_t)zz * 0x00010001u;
     if (q == 0) memset(col, 0, (size_t)n_slots * 2u * (size_t)ilv);
     for (int32_t kh = 0; kh < k; ++kh) {
         const int32_t ii = oi * stride - pad + kh;
@@ -274,47 +279,32 @@ static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi,
             if (jj < 0 || jj >= w) continue;
             const uint8_t *px = x + (ii * w + jj) * row_in;
             const int32_t base = (kh * k + kw) * tap_slots;
-            if (fast4) {
-                /* signed nibbles: (v ^ 8) - 8, so subtract z_in + 8 after one XOR */
-                const int32_t zz = z_in + (in_signed ? 8 : 0);
-                const uint32_t z2 = (uint32_t)(uint16_t)(int16_t)zz * 0x00010001u;
-                for (int32_t ch = 0; ch < c; ch += 8) {
-                    uint32_t X = mpq_dsp_ld32(px + ch / 2);
-                    if (in_signed) X ^= 0x88888888u;
-                    for (int32_t g = 0; g < 2; ++g) {
-                        uint32_t t = (X >> (16 * g)) & 0xFFFFu, p0, p1;
-                        t |= t << 8;
-                        p0 = t & 0x000F000Fu;
-                        p1 = (t >> 4) & 0x000F000Fu;
-                        p0 = ((p0 & 0xFFFF0000u) - (z2 & 0xFFFF0000u))
-                             | ((p0 - z2) & 0x0000FFFFu);
-                        p1 = ((p1 & 0xFFFF0000u) - (z2 & 0xFFFF0000u))
-                             | ((p1 - z2) & 0x0000FFFFu);
-                        memcpy(out + MPQ_DSP_SLOT(base + ch + 4 * g), &p0, 4);
-                        memcpy(out + MPQ_DSP_SLOT(base + ch + 4 * g) + 2, &p1, 4);
-                    }
-                }
-                continue;
-            }
-            if (fast8) {
-                /* 4 channels a word: pairs [x0, x2], [x1, x3] are the slot order */
-                const uint32_t z2 = (uint32_t)(uint16_t)(int16_t)z_in * 0x00010001u;
-                for (int32_t ch = 0; ch < c; ch += 4) {
-                    uint32_t X = mpq_dsp_ld32(px + ch), p0, p1;
-                    if (in_signed) {
-                        p0 = mpq_dsp_sxtb16(X);
-                        p1 = mpq_dsp_sxtb16_ror8(X);
+            if (fast) {
+                for (int32_t ch = 0; ch < c; ch += per_word) {
+                    const uint8_t *pc = px + (ch * in_bits) / 8;
+                    const int32_t cb = (4 * in_bits) / 8;         /* bytes of 4 channels */
+                    uint32_t e[4], o[4], pr[8];
+                    _Pragma("GCC unroll 4")
+                    for (int32_t j = 0; j < per_word / 4; ++j)
+                        MPQ_DSP_DW_LOAD(pc + j * cb, 4, in_bits, in_signed, e[j], o[j]);
+                    if (w_bits == 8) {
+                        pr[0] = e[0];
+                        pr[1] = o[0];
                     } else {
-                        p0 = mpq_dsp_uxtb16(X);
-                        p1 = mpq_dsp_uxtb16_ror8(X);
+                        const int32_t hj = per_word / 8;          /* chunk of x_(m + half) */
+                        _Pragma("GCC unroll 2")
+                        for (int32_t j = 0; j < hj; ++j) {
+                            pr[4 * j] = mpq_dsp_pack_lo(e[j], e[j + hj]);
+                            pr[4 * j + 1] = mpq_dsp_pack_lo(o[j], o[j + hj]);
+                            pr[4 * j + 2] = mpq_dsp_pack_hi(e[j], e[j + hj]);
+                            pr[4 * j + 3] = mpq_dsp_pack_hi(o[j], o[j + hj]);
+                        }
                     }
-                    /* lane-wise subtraction of z_in (no carries: both lanes stay int16) */
-                    p0 = ((p0 & 0xFFFF0000u) - (z2 & 0xFFFF0000u))
-                         | ((p0 - z2) & 0x0000FFFFu);
-                    p1 = ((p1 & 0xFFFF0000u) - (z2 & 0xFFFF0000u))
-                         | ((p1 - z2) & 0x0000FFFFu);
-                    memcpy(out + MPQ_DSP_SLOT(base + ch), &p0, 4);
-                    memcpy(out + MPQ_DSP_SLOT(base + ch) + 2, &p1, 4);
+                    _Pragma("GCC unroll 8")
+                    for (int32_t m = 0; m < per_word / 2; ++m) {
+                        const uint32_t v = mpq_dsp_sub16(pr[m], z2);
+                        memcpy(out + MPQ_DSP_SLOT(base + ch + 2 * m), &v, 4);
+                    }
                 }
                 continue;
             }
@@ -326,9 +316,51 @@ static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi,
             }
         }
     }
-    if (fast8 || fast4) {
+    if (fast) {
         for (int32_t s = 0; s < n_slots; ++s) sum += out[MPQ_DSP_SLOT(s)];
     }
     return sum;
 }
 #undef MPQ_DSP_SLOT
+
+/* np columns x 1 weight row (the `ch = 1` schedules): acc[q] = x_q . w for np <= 8 im2col
+ * columns interleaved by 8 bytes (im2col with ilv = np: group g of weight word i of column
+ * q at ((i * G + g) * np + q) * 8 bytes, G = 8 / w_bits groups of 4 slots a word). Each
+ * weight word is loaded and unpacked once for all np columns: with 8 columns, 27
+ * instructions per 32 MACs for 8-bit weights. On the M7 the whole words run in the
+ * layer's generated assembly (kernel_dsp.gemm_asm, MPQ_DSP_DOT_ASM), the tail here. */
+MPQ_DSP_INLINE int32_t mpq_dsp_dot_px1i(const uint8_t *xb, const uint8_t *w, int32_t n_bytes,
+                                       int32_t np, int32_t w_bits, int32_t w_signed,
+                                       int32_t *acc)
+{
+    const int32_t groups = 8 / w_bits;
+    int32_t s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint32_t u[8];
+    int32_t i = 0;
+    const uint8_t *xc = (const uint8_t *)__builtin_assume_aligned(xb, 8);
+#if defined(MPQ_DSP_DOT_ASM)
+    if (n_bytes >= 4) {
+        MPQ_DSP_DOT_ASM(xc, w, s);
+        i = n_bytes & ~3;
+        xc += (i / 4) * groups * np * 8;
+    }
+#endif
+    for (; i < n_bytes; i += 4) {
+        const uint32_t word = i + 4 <= n_bytes ? mpq_dsp_ld32(w + i)
+                                               : mpq_dsp_ld_tail(w + i, n_bytes - i);
+        MPQ_DSP_UNPACK(word, w_bits, w_signed, u);
+        _Pragma("GCC unroll 4")
+        for (int32_t g = 0; g < groups; ++g) {
+            _Pragma("GCC unroll 8")
+            for (int32_t q = 0; q < np; ++q) {
+                uint32_t p0, p1;
+                mpq_dsp_ld2(xc + 8 * q, &p0, &p1);
+                s[q] = mpq_dsp_smlad(p1, u[2 * g + 1], mpq_dsp_smlad(p0, u[2 * g], s[q]));
+            }
+            xc += 8 * np;
+        }
+    }
+    _Pragma("GCC unroll 8")
+    for (int32_t q = 0; q < np; ++q) acc[q] = s[q];
+    return 0;
+}
