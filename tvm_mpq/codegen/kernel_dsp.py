@@ -13,9 +13,9 @@ channel (or block of them) a micro-kernel gives the plain dot products x'.u, and
 which is sum (x - z_in)(w - w_zero) + bias exactly (padding taps are 0 in the column, as
 they are 0 in the golden model). The default (`ch = 1`, P = `pix` up to 8 by
 `_default_pix`) is `mpq_dsp_dot_px1i`: each weight word loaded and unpacked once for the
-P columns, one LDRD and two SMLAD per column; on the M7 its whole words run in a naked
-assembly function generated per layer (`gemm_asm`: 27 instructions per 32 MACs with 8
-columns of 8-bit weights). Other schedule knobs (`schedule_space`, set per layer by
+P columns, one LDRD and two SMLAD per column; on the M7 it runs as a naked assembly
+function generated per layer (`gemm_asm`: 27 instructions per 32 MACs with 8 columns of
+8-bit weights). Other schedule knobs (`schedule_space`, set per layer by
 `KernelSpec.schedule` from `tvm-mpq tune` records): 2 x 2 blocks (`mpq_dsp_dot_2x2i`,
 inline assembly for 8-/4-bit weights), and the general C micro-kernel `mpq_dsp_dot`.
 
@@ -589,10 +589,11 @@ def gemm_asm(spec, name: str) -> str:
     when the schedule or the weights (2-bit) do not take it.
 
     `<name>__dot(xb, w, acc)` (MPQ_DSP_DOT_ASM) gives acc[q] = x_q . w over the layer's
-    whole weight words for its P = `pix` interleaved im2col columns (mpq_dsp_dot_px1i's
-    layout): per weight word one LDR and its unpacking (SXTB16/UXTB16 twice; 4-bit: AND/LSR
-    on two loads of the word, EOR for signed), then per column one LDRD and two SMLAD into
-    the column's accumulator; unrolled twice. The P accumulators, 2 weight pairs, 2 column
+    weight row (its partial last word read whole: pack_params pads the weights) for its
+    P = `pix` interleaved im2col columns (mpq_dsp_dot_px1i's layout): per weight word one
+    LDR and its unpacking (SXTB16/UXTB16 twice; 4-/2-bit: AND/LSR per pair, the word
+    reloaded per group of two pairs when P > 6 leaves no register for it, EOR for signed),
+    then per column one LDRD and two SMLAD into the column's accumulator; unrolled. The P accumulators, 2 weight pairs, 2 column
     words and 2 pointers take up to all 14 registers, so it is a naked function with the
     layer's constants (P, words, offsets) baked in; the loop end sits in its stack frame."""
     if spec.kind not in GEMM_KINDS:
@@ -601,9 +602,7 @@ def gemm_asm(spec, name: str) -> str:
     if sched["ch"] != 1:
         return ""
     row_w, _, n_cols = gemm_layout(spec)
-    n_words = row_w // 4
-    if n_words == 0:
-        return ""
+    n_words = -(-row_w // 4)                # the last, partial word read whole (padded)
     P, G = n_cols, 8 // spec.w_bits
     accs = [f"r{2 + q}" for q in range(P)]
     span = 8 * P * G                        # bytes of columns a weight word covers
@@ -633,12 +632,17 @@ def gemm_asm(spec, name: str) -> str:
         xor = [f"eor r10, r10, #{'0x88888888' if b == 4 else '0xAAAAAAAA'}"] \
             if spec.w_signed else []
         word = []
+        keep = P <= 6                       # r9 free: the word stays there, loaded once
+        if keep:
+            word += ["ldr r9, [r1], #4", *[x.replace("r10", "r9") for x in xor]]
         for g in range(G):
             se, so = 2 * g * b, (2 * g + 1) * b
-            word += ["ldr r10, [r1], #4" if g == G - 1 else "ldr r10, [r1]", *xor,
-                     f"lsr r11, r10, #{se}" if se else f"and r11, r10, {mask}",
+            src = "r9" if keep else "r10"
+            if not keep:
+                word += ["ldr r10, [r1], #4" if g == G - 1 else "ldr r10, [r1]", *xor]
+            word += [f"lsr r11, {src}, #{se}" if se else f"and r11, {src}, {mask}",
                      *([f"and r11, r11, {mask}"] if se else []),
-                     f"lsr r10, r10, #{so}", f"and r10, r10, {mask}",
+                     f"lsr r10, {src}, #{so}", f"and r10, r10, {mask}",
                      *col_loads(g, g == 0)]
     body = ["push {r4-r11, lr}",
             "sub sp, sp, #12",

@@ -16,7 +16,9 @@ high bits of the last byte are zero):
   row of K elements and its output one row of N elements. Signed activations (q_min < 0,
   e.g. int8 logits) are two's complement in their bits. The add's output has the shape
   of its inputs.
-- conv / pointwise weights: OHWI packed along I (one row per (o, kh, kw));
+- conv / pointwise weights: OHWI packed along I (one row per (o, kh, kw)); when an output
+  channel's weights are not a whole number of 32-bit words, 3 zero bytes follow the last
+  (the fast kernels read a row's partial last word whole; the extra slots meet zeros);
   depthwise weights: (KH, KW, C) packed along C; linear weights: (N, K) packed along K.
   Weights are unsigned or two's complement (`w_signed`), with a zero point per output
   channel (`w_zero`; per-layer quantization repeats one value).
@@ -276,7 +278,10 @@ def pack_params(spec: KernelSpec, w=None, w_zero=None, bias=None, m0=None,
     lo, hi = _range(spec.w_bits, spec.w_signed)
     if w.size and (w.min() < lo or w.max() > hi):
         raise ModelError(f"kernel {spec.name}: weights outside [{lo}, {hi}]")
-    return {"w": ("uint8_t", pack(w, spec.w_bits).tobytes()),
+    wb = pack(w, spec.w_bits).tobytes()
+    if spec.kind in kernel_dsp.GEMM_KINDS and kernel_dsp.gemm_layout(spec)[0] % 4:
+        wb += bytes(3)      # the assembly reads each row's last, partial word whole
+    return {"w": ("uint8_t", wb),
             "w_zero": (("int8_t", _le(w_zero, "i1", n_out, "w_zero")) if spec.w_signed
                        else ("uint8_t", _le(w_zero, "u1", n_out, "w_zero"))),
             "bias": ("int32_t", _le(bias, "<i4", n_out, "bias")),

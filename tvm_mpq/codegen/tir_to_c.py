@@ -94,6 +94,11 @@ def standalone_c(tvm_source: str, name: str, prototype: str, banner: str,
     lines = [ln for ln in tvm_source.splitlines() if not _DROP.match(ln)]
     body = _EXTERN_DECL.sub("", "\n".join(lines))
     body = sig.sub(prototype, body).strip() + "\n"
+    # the definition promises gcc that the output (and scratch) alias nothing the kernel
+    # reads (the memory plan keeps a step's buffers apart), so byte stores do not force
+    # reloads of the parameters; a declaration's top-level qualifiers do not change the ABI
+    definition = re.sub(r"\buint8_t \*(y|scratch)\b", r"uint8_t *__restrict \1", prototype)
+    body = body.replace(prototype + " {", definition + " {")
     head = f"{banner}\n#include <stdbool.h>\n#include <stdint.h>\n"
     return head + (prelude + "\n" if prelude else "") + body
 

@@ -327,8 +327,8 @@ static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi,
  * columns interleaved by 8 bytes (im2col with ilv = np: group g of weight word i of column
  * q at ((i * G + g) * np + q) * 8 bytes, G = 8 / w_bits groups of 4 slots a word). Each
  * weight word is loaded and unpacked once for all np columns: with 8 columns, 27
- * instructions per 32 MACs for 8-bit weights. On the M7 the whole words run in the
- * layer's generated assembly (kernel_dsp.gemm_asm, MPQ_DSP_DOT_ASM), the tail here. */
+ * instructions per 32 MACs for 8-bit weights. On the M7 the layer's generated assembly
+ * (kernel_dsp.gemm_asm, MPQ_DSP_DOT_ASM) does it all; this C is the host's twin. */
 MPQ_DSP_INLINE int32_t mpq_dsp_dot_px1i(const uint8_t *xb, const uint8_t *w, int32_t n_bytes,
                                        int32_t np, int32_t w_bits, int32_t w_signed,
                                        int32_t *acc)
@@ -339,11 +339,11 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dot_px1i(const uint8_t *xb, const uint8_t *w, int
     int32_t i = 0;
     const uint8_t *xc = (const uint8_t *)__builtin_assume_aligned(xb, 8);
 #if defined(MPQ_DSP_DOT_ASM)
-    if (n_bytes >= 4) {
-        MPQ_DSP_DOT_ASM(xc, w, s);
-        i = n_bytes & ~3;
-        xc += (i / 4) * groups * np * 8;
-    }
+    /* every word, the partial last one read whole (pack_params pads the weights; its
+     * extra slots are 0 in the columns): the sums go straight to acc */
+    (void)s, (void)u, (void)i, (void)groups;
+    MPQ_DSP_DOT_ASM(xc, w, acc);
+    return 0;
 #endif
     for (; i < n_bytes; i += 4) {
         const uint32_t word = i + 4 <= n_bytes ? mpq_dsp_ld32(w + i)
