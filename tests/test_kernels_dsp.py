@@ -166,8 +166,8 @@ def test_schedule_validation():
     big = KernelSpec("pointwise", (1, 14, 14, 2048), (1, 14, 14, 8))
     assert generate_kernel(big).scratch_bytes <= kernel_dsp.DEFAULT_SCRATCH
     dw = KernelSpec("depthwise", (1, 4, 4, 8), (1, 4, 4, 8), kernel=3, pad=1)
-    assert kernel_dsp.schedule_space(dw) == {"rows": (1, 0), "pix": (1, 2), "g": (4, 8)}
-    assert kernel_dsp.resolve_schedule(dw) == {"rows": 1, "pix": 1, "g": 4}
+    assert kernel_dsp.schedule_space(dw) == {"rows": (1, 0), "pix": (1, 2), "g": (8, 4)}
+    assert kernel_dsp.resolve_schedule(dw) == {"rows": 1, "pix": 1, "g": 8}
     assert not kernel_dsp.valid_schedule(dw, {"rows": 1, "pix": 2})  # a per-pixel knob
     assert kernel_dsp.valid_schedule(dw, {"rows": 0, "pix": 2})
     # records from before the row kernel: pix alone picks the per-pixel kernel
@@ -175,7 +175,7 @@ def test_schedule_validation():
         {"rows": 0, "pix": 2, "g": 4}
     assert not kernel_dsp.valid_schedule(dw, {"rows": 0, "g": 8})  # a row-kernel knob
     # the ring of 3 widened rows (stride 1: 2 + 1 pairs a row) is the kernel's scratch
-    assert generate_kernel(dw).scratch_bytes == 3 * 4 * 3 * 4
+    assert generate_kernel(dw).scratch_bytes == 3 * 8 * 3 * 4
     assert generate_kernel(dw.with_schedule({"rows": 0})).scratch_bytes == 0
     dw5 = KernelSpec("depthwise", (1, 8, 8, 4), (1, 8, 8, 4), kernel=5, pad=2)
     assert kernel_dsp.schedule_space(dw5) == {"pix": (1, 2)}        # the row kernel is 3x3

@@ -88,10 +88,10 @@ WIDE = [("pointwise", 37, 8, 8, True, None), ("pointwise", 64, 4, 8, False, None
 # output a row, pad 0, C > 255 (stores without post-increment), partial channel blocks,
 # 4- and 2-bit outputs (2 and 4 channels a byte), signed outputs (SSAT, masked nibbles),
 # acc_shift, 4-bit inputs, 2-bit weights; every ring rotation occurs down the rows.
-DW_ASM = [(9, 9, 12, 1, (8, 8, 8), 0, False, None), (5, 5, 300, 1, (8, 8, 8), 3, False, None),
+DW_ASM = [(9, 9, 12, 1, (8, 8, 8), 0, False, {"g": 4}), (5, 5, 300, 1, (8, 8, 8), 3, False, None),
           (10, 10, 8, 2, (8, 8, 8), 11, False, None), (6, 7, 6, 2, (8, 8, 4), 2, False, {"g": 8}),
           (4, 4, 5, 1, (8, 8, 8), 0, True, None), (1, 1, 4, 1, (8, 8, 8), 1, False, None),
-          (7, 6, 10, 1, (4, 4, 8), 12, False, None), (8, 9, 9, 1, (8, 2, 2), 4, False, {"g": 8}),
+          (7, 6, 10, 1, (4, 4, 8), 12, False, {"g": 4}), (8, 9, 9, 1, (8, 2, 2), 4, False, None),
           (6, 6, 7, 2, (2, 4, 8), 0, True, None), (5, 8, 13, 1, (8, 4, 8), 5, True, None)]
 
 

@@ -144,3 +144,23 @@ def test_tune_user_errors(tmp_path, capsys, args, msg):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and msg in err[0], err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_design_space_samples_only_valid_points_and_covers_them():
+    """The design space is the layer's valid schedules (no candidate wasted on one the
+    constraints forbid), the default first; sampling reaches all of a depthwise layer's."""
+    dw = KernelSpec("depthwise", (1, 8, 8, 16), (1, 8, 8, 16), kernel=3, pad=1)
+    pw = KernelSpec("pointwise", (1, 6, 6, 16), (1, 6, 6, 8), out_bits=4)
+    for spec in (dw, pw):
+        pts = space.points(spec)
+        assert pts[0] == kernel_dsp.resolve_schedule(spec)
+        assert all(kernel_dsp.valid_schedule(spec, p) for p in pts)
+        assert len({tuple(sorted(p.items())) for p in pts}) == len(pts)
+    assert len(space.points(dw)) == 4 and len(space.points(pw)) > 12
+    mod = ta.tvm().IRModule({"main": space.workload(dw)})
+    seen = set()
+    for seed in range(24):
+        sch = ta.schedule_class()(mod, seed=seed + 1)
+        space.schedule_fn(sch)
+        seen.add(tuple(sorted(space.schedule_of_mod(sch.mod).items())))
+    assert len(seen) == 4

@@ -73,7 +73,7 @@ def schedule_space(spec) -> dict[str, tuple[int, ...]]:
         if spec.out_shape[2] > 1:
             space["pix"] = (1, 2)
         if rows_apply(spec):
-            space["g"] = (4, 8)
+            space["g"] = (8, 4)         # 8: fewer instructions on every benchmark shape
         return space
     if spec.kind not in GEMM_KINDS:
         return {}
@@ -112,7 +112,7 @@ def _allowed(spec, full: dict) -> bool:
         # pix is a knob of the per-pixel kernel, g (channels a block) of the row kernel
         if full.get("rows"):
             return full.get("pix", 1) == 1
-        return full.get("g", 4) == 4
+        return full.get("g", 4) == 4        # (the per-pixel kernel's block is 4 channels)
     # accumulators of one block (the stack stays small): pix x max(ch, channels a byte);
     # one weight row (ch = 1, mpq_dsp_dot_px1i) takes up to 8 columns
     if full.get("ch") == 1:

@@ -156,11 +156,11 @@ class LayerBench:
         """The largest scratch any schedule of the layer's space asks for (at least 8 B)."""
         from ..codegen import kernel_dsp
 
-        space = kernel_dsp.schedule_space(self.spec)
+        from .space import points
+
         best = 8
-        for pix in space.get("pix", (1,)):
-            spec = self.spec.with_schedule({"pix": pix} if space else {})
-            best = max(best, kernel_dsp.scratch_bytes(spec))
+        for sched in points(self.spec) or [{}]:
+            best = max(best, kernel_dsp.scratch_bytes(self.spec.with_schedule(sched)))
         return best
 
     def scratch_ok(self, schedule: dict | None) -> bool:

@@ -5,13 +5,15 @@ The workload is the layer's dot-product nest as TE, acc[p, o] = sum_k x[p, k] * 
 attached as the PrimFunc attribute `mpq.spec` (so two layers share a task, and a database
 entry, exactly when their tuning keys are equal).
 
-The design space (`schedule_fn`) samples each knob of `kernel_dsp.schedule_space` with
-`Schedule.sample_categorical`, and applies it to the nest as the fast kernel realizes it:
-p split by `pix` (im2col columns a step), o by `ch` (channels a micro-kernel call), k by
-`unroll`, reordered (po, oo, ko, pi, oi, ki), the decisions annotated on the block as
-`mpq.<knob>`. The features XGBoost learns from are those of this scheduled nest; the
-builder (`engine.py`) reads the annotations and generates the fast kernel with that
-schedule. A `MutateKnob` mutator moves one decision to another candidate.
+The design space (`schedule_fn`) samples one of the layer's valid schedules (`points`:
+every combination of `kernel_dsp.schedule_space`'s knobs its constraints allow, so no
+candidate is wasted on an impossible one) with `Schedule.sample_categorical`, and applies
+it to the nest as the fast kernel realizes it: p split by `pix` (im2col columns a step),
+o by `ch` (channels a micro-kernel call), k by `unroll`, reordered (po, oo, ko, pi, oi,
+ki), the decision annotated on the block as `mpq.point`. The features XGBoost learns from
+are those of this scheduled nest; the builder (`engine.py`) reads the annotation and
+generates the fast kernel with that schedule. A `MutateKnob` mutator moves the decision
+to another point.
 """
 
 from __future__ import annotations
@@ -85,32 +87,44 @@ def spec_of_mod(mod) -> KernelSpec:
     return spec_from_json(str(func.attrs["mpq.spec"]))
 
 
+def points(spec: KernelSpec) -> list[dict[str, int]]:
+    """Every valid complete schedule of the layer (`kernel_dsp.schedule_space` under its
+    constraints), the default first, then in the space's order."""
+    import itertools
+
+    sp = kernel_dsp.schedule_space(spec)
+    default = kernel_dsp.resolve_schedule(dataclasses.replace(spec, schedule=()))
+    pts = [dict(zip(sp, vals)) for vals in itertools.product(*sp.values())
+           if kernel_dsp.valid_schedule(spec, dict(zip(sp, vals)))]
+    return sorted(pts, key=lambda pt: pt != default)
+
+
 def schedule_fn(sch) -> None:
     """MetaSchedule design space of a layer (see the module docstring)."""
     spec = spec_of_mod(sch.mod)
-    space = kernel_dsp.schedule_space(spec)
+    pts = points(spec)
     block = sch.get_sblock(BLOCK)
     p, o, k = sch.get_loops(block)
-    dec = {}
-    for knob, cands in space.items():
-        n = len(cands)
-        dec[knob] = sch.sample_categorical(list(cands), [1.0 / n] * n)
+    n = len(pts)
+    rv = sch.sample_categorical(list(range(n)), [1.0 / n] * n)
+    sched = pts[int(sch.get(rv))]
     outer, inner = [], []
     for loop, knob in ((p, "pix"), (o, "ch"), (k, "unroll")):
-        if knob in dec:
-            a, b = sch.split(loop, [None, dec[knob]])
+        if knob in sched:
+            a, b = sch.split(loop, [None, sched[knob]])
             outer.append(a)
             inner.append(b)
         else:
             outer.append(loop)
     sch.reorder(*outer, *inner)
-    for knob, v in dec.items():
-        sch.annotate(block, f"mpq.{knob}", v)
+    sch.annotate(block, "mpq.point", rv)
 
 
 def schedule_of_mod(mod) -> dict[str, int]:
-    """The knob decisions annotated on a scheduled workload."""
+    """The schedule a scheduled workload stands for (its `mpq.point` decision)."""
     sch = ta.schedule_class()(mod)
     block = sch.get_sblock(BLOCK)
     ann = sch.get(block).annotations
-    return {str(k)[4:]: int(v) for k, v in ann.items() if str(k).startswith("mpq.")}
+    return dict(points(spec_of_mod(mod))[int(ann["mpq.point"])])
+
+

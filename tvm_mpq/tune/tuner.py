@@ -118,11 +118,7 @@ def tune_layers(layers: list[tuple[str, object]], *, trials: int, records_path: 
 
 def _schedules(spec) -> list[dict]:
     """Every valid schedule of the layer's space."""
-    import itertools
-
-    sp = kernel_dsp.schedule_space(spec)
-    return [dict(zip(sp, vals)) for vals in itertools.product(*sp.values())
-            if kernel_dsp.valid_schedule(spec, dict(zip(sp, vals)))]
+    return space.points(spec)
 
 
 def _progress_callback(trial_log, key: str, sources: set, head: str, default: int, progress):
