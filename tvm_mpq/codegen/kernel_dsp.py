@@ -101,6 +101,21 @@ def _default_pix(spec) -> int:
     return min(range(1, cap + 1), key=lambda P: (-(-n_pix // P) * (3 + 3 * P), -P))
 
 
+def lean_schedule(spec, level: int) -> dict | None:
+    """A schedule with less scratch than the default, for arenas over the RAM budget
+    (`tvm-mpq compile`): level 1, GEMM 2 x 2 (two im2col columns), depthwise rings of 4
+    channels; level 2, GEMM one column, the per-pixel depthwise kernel (no scratch).
+    None for kernels without scratch."""
+    if spec.kind in GEMM_KINDS:
+        _, _, _, ho, wo, _, _, _, _ = _dims(spec)
+        cand = {"pix": min(2 if level == 1 else 1, ho * wo), "ch": 2}
+    elif spec.kind == "depthwise" and rows_apply(spec):
+        cand = {"g": 4} if level == 1 else {"rows": 0}
+    else:
+        return None
+    return cand if valid_schedule(spec, cand) else None
+
+
 def rows_apply(spec) -> bool:
     """Whether the row depthwise kernel (mpq_dsp_dwr: 3 x 3, stride 1 or 2) fits `spec`."""
     return spec.kind == "depthwise" and spec.kernel == 3 and spec.stride in (1, 2)

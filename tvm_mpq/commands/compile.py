@@ -60,7 +60,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..codegen.aot import generate_model
     from ..codegen.project import write_project
     from ..flow import layer_info, prepare
     from ..frontend.loader import load_model
@@ -96,17 +95,8 @@ def run(args) -> int:
         extra["budget"] = {"flash_bytes": prep.plan_json["flash_bytes"],
                            "ram_bytes": prep.plan_json["ram_bytes"],
                            "scheme": prep.plan_json.get("scheme")}
-    gen = generate_model(im.mod, name, layer_info(prep.graph),
-                         schedules=records.schedule_for if records else None)
     ram = (extra["budget"] or {}).get("ram_bytes")
-    if records is not None and ram and gen.memory.arena_bytes > ram:
-        # tuned schedules with more im2col columns need more scratch: keep the default's
-        lean = gen
-        gen = generate_model(im.mod, name, layer_info(prep.graph),
-                             schedules=_lean_schedules(records))
-        log.warning(f"the tuned schedules need a {lean.memory.arena_bytes:,} B arena, over "
-                    f"the {ram:,} B RAM budget: kept only those that need no more scratch "
-                    f"than the default ({gen.memory.arena_bytes:,} B)")
+    gen = fit_arena(im.mod, name, layer_info(prep.graph), records, ram)
     if records is not None:
         extra["tuning"] = tuning_metadata(args.tuning_records, records, gen)
     if prep.plan_json:
@@ -156,13 +146,35 @@ def tuning_metadata(path: str, records, gen) -> dict:
             "tuned_layers": tuned}
 
 
-def _lean_schedules(records):
+def fit_arena(mod, name: str, info, records, ram: int | None):
+    """generate_model with the tuned (or default) schedules; when their kernels' scratch
+    (im2col columns, depthwise rings) pushes the arena over the RAM budget, the same with
+    leaner schedules (kernel_dsp.lean_schedule, levels 1 then 2) for every layer whose
+    scratch is larger than the lean one's, as far as that brings the arena down."""
     from ..codegen import kernel_dsp
+    from ..codegen.aot import generate_model
 
-    def pick(spec):
-        sched = records.schedule_for(spec)
-        if sched and kernel_dsp.scratch_bytes(spec.with_schedule(sched)) > \
-                kernel_dsp.scratch_bytes(spec.with_schedule({})):
-            return None
-        return sched
-    return pick
+    chosen = records.schedule_for if records is not None else (lambda spec: None)
+    gen = generate_model(mod, name, info, schedules=chosen)
+    if not ram or gen.memory.arena_bytes <= ram:
+        return gen
+    first = gen
+    for level in (1, 2):
+        def pick(spec, level=level):
+            sched = chosen(spec)
+            lean = kernel_dsp.lean_schedule(spec, level)
+            if lean is not None and kernel_dsp.scratch_bytes(spec.with_schedule(lean)) < \
+                    kernel_dsp.scratch_bytes(spec.with_schedule(sched or {})):
+                return lean
+            return sched
+        alt = generate_model(mod, name, info, schedules=pick)
+        if alt.memory.arena_bytes < gen.memory.arena_bytes:
+            gen = alt
+        if gen.memory.arena_bytes <= ram:
+            break
+    if gen is not first:
+        what = "tuned" if records is not None else "default"
+        log.warning(f"the {what} kernels' scratch needs a {first.memory.arena_bytes:,} B "
+                    f"arena, over the {ram:,} B RAM budget: leaner kernels (less scratch, "
+                    f"more instructions) where it helps: {gen.memory.arena_bytes:,} B")
+    return gen
