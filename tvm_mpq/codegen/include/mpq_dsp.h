@@ -183,7 +183,7 @@ static inline uint32_t mpq_dsp_ld_tail(const uint8_t *p, int32_t n)
 }
 /* 4 channels of one input pixel -> lane pairs [x~(c0), x~(c2)], [x~(c1), x~(c3)] (x~ = x,
  * or x + 2^(b-1) for signed 4-/2-bit inputs; c_left < 4: the missing channels read 0). */
-#define MPQ_DSP_DW_LOAD(px, c_left, in_bits, in_signed, pa, pb)                          \
+#define MPQ_DSP_LOAD4(px, c_left, in_bits, in_signed, pa, pb)                            \
     do {                                                                                \
         uint32_t X_;                                                                    \
         if ((c_left) >= 4) {                                                            \

@@ -54,7 +54,7 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dw(int32_t *acc, const uint8_t *x, const int32_t 
                 const uint8_t *px = xg + ((i0 + kh) * w + j0 + kw) * row_in;
                 const int32_t t = kh * k + kw;
                 uint32_t pa, pb;
-                MPQ_DSP_DW_LOAD(px, c_left, in_bits, in_signed, pa, pb);
+                MPQ_DSP_LOAD4(px, c_left, in_bits, in_signed, pa, pb);
                 s0 = mpq_dsp_smlabb(pa, (uint32_t)wp[2 * t], s0);
                 s2 = mpq_dsp_smlatt(pa, (uint32_t)wp[2 * t], s2);
                 s1 = mpq_dsp_smlabb(pb, (uint32_t)wp[2 * t + 1], s1);
@@ -68,7 +68,7 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dw(int32_t *acc, const uint8_t *x, const int32_t 
                 uint32_t pa = z2, pb = z2;
                 if (ii >= 0 && ii < h && jj >= 0 && jj < w) {
                     const uint8_t *px = xg + (ii * w + jj) * row_in;
-                    MPQ_DSP_DW_LOAD(px, c_left, in_bits, in_signed, pa, pb);
+                    MPQ_DSP_LOAD4(px, c_left, in_bits, in_signed, pa, pb);
                 }
                 s0 = mpq_dsp_smlabb(pa, (uint32_t)wp[2 * t], s0);
                 s2 = mpq_dsp_smlatt(pa, (uint32_t)wp[2 * t], s2);
@@ -113,12 +113,12 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dw2(int32_t *acc, const uint8_t *x, const int32_t
             const int32_t t = kh * k + kw;
             const uint32_t wa = (uint32_t)wp[2 * t], wb = (uint32_t)wp[2 * t + 1];
             uint32_t pa, pb;
-            MPQ_DSP_DW_LOAD(px, c_left, in_bits, in_signed, pa, pb);
+            MPQ_DSP_LOAD4(px, c_left, in_bits, in_signed, pa, pb);
             s0 = mpq_dsp_smlabb(pa, wa, s0);
             s2 = mpq_dsp_smlatt(pa, wa, s2);
             s1 = mpq_dsp_smlabb(pb, wb, s1);
             s3 = mpq_dsp_smlatt(pb, wb, s3);
-            MPQ_DSP_DW_LOAD(px + dj, c_left, in_bits, in_signed, pa, pb);
+            MPQ_DSP_LOAD4(px + dj, c_left, in_bits, in_signed, pa, pb);
             r0 = mpq_dsp_smlabb(pa, wa, r0);
             r2 = mpq_dsp_smlatt(pa, wa, r2);
             r1 = mpq_dsp_smlabb(pb, wb, r1);
@@ -211,9 +211,9 @@ static inline int32_t mpq_dsp_dwr_prep(int32_t *tab, const uint8_t *w, const voi
     do {                                                                                \
         uint32_t a0_ = z2, b0_ = z2, a1_ = z2, b1_ = z2;                                \
         if ((interior) || ((j0) >= 0 && (j0) < w))                                      \
-            MPQ_DSP_DW_LOAD((xq) + (j0) * row_in, c_left, in_bits, in_signed, a0_, b0_); \
+            MPQ_DSP_LOAD4((xq) + (j0) * row_in, c_left, in_bits, in_signed, a0_, b0_); \
         if ((interior) || ((j0) + 1 >= 0 && (j0) + 1 < w))                              \
-            MPQ_DSP_DW_LOAD((xq) + ((j0) + 1) * row_in, c_left, in_bits, in_signed, a1_, \
+            MPQ_DSP_LOAD4((xq) + ((j0) + 1) * row_in, c_left, in_bits, in_signed, a1_, \
                             b1_);                                                       \
         (d)[p] = mpq_dsp_pack_lo(a0_, a1_);                                             \
         (d)[(cs) + (p)] = mpq_dsp_pack_lo(b0_, b1_);                                    \
@@ -243,7 +243,8 @@ MPQ_DSP_INLINE void mpq_dsp_dwr_load(uint32_t *dst, const uint8_t *x, int32_t r,
         const int32_t c_left = c - g0 - q;
         const uint8_t *xq = xr + (q * in_bits) / 8;
         uint32_t *d = dst + q * cs;
-        for (int32_t p = 0; p < p_lo; ++p) MPQ_DSP_DWR_PAIR4(d, p, cs, xq, 2 * p - pad, c_left, 0);
+        for (int32_t p = 0; p < p_lo; ++p)
+            MPQ_DSP_DWR_PAIR4(d, p, cs, xq, 2 * p - pad, c_left, 0);
         if (c_left >= 4) {          /* 4 whole channels: no tail loads; 2 pairs a step */
             int32_t p = p_lo;
             for (; p + 1 < p_hi; p += 2) {
@@ -255,7 +256,8 @@ MPQ_DSP_INLINE void mpq_dsp_dwr_load(uint32_t *dst, const uint8_t *x, int32_t r,
             for (int32_t p = p_lo; p < p_hi; ++p)
                 MPQ_DSP_DWR_PAIR4(d, p, cs, xq, 2 * p - pad, c_left, 1);
         }
-        for (int32_t p = p_hi; p < np; ++p) MPQ_DSP_DWR_PAIR4(d, p, cs, xq, 2 * p - pad, c_left, 0);
+        for (int32_t p = p_hi; p < np; ++p)
+            MPQ_DSP_DWR_PAIR4(d, p, cs, xq, 2 * p - pad, c_left, 0);
     }
 }
 

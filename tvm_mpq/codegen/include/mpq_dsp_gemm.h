@@ -262,7 +262,7 @@ static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi,
     int16_t *out = (int16_t *)(void *)col;
     int32_t sum = 0;
     /* word-at-a-time path when every tap fills whole weight words (c % (32 / w_bits) == 0,
-     * c % 4 == 0): per 4 channels MPQ_DSP_DW_LOAD gives the lane pairs [x0, x2], [x1, x3]
+     * c % 4 == 0): per 4 channels MPQ_DSP_LOAD4 gives the lane pairs [x0, x2], [x1, x3]
      * (any input width; x + 2^(b-1) for signed sub-byte inputs), which are already the slot
      * order of 8-bit weights; for 4- and 2-bit weights (pair m = [x_m, x_(m + half)]) the
      * pairs of chunks j and j + half / 4 are recombined with PKHBT/PKHTB. */
@@ -286,7 +286,7 @@ static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi,
                     uint32_t e[4], o[4], pr[8];
                     _Pragma("GCC unroll 4")
                     for (int32_t j = 0; j < per_word / 4; ++j)
-                        MPQ_DSP_DW_LOAD(pc + j * cb, 4, in_bits, in_signed, e[j], o[j]);
+                        MPQ_DSP_LOAD4(pc + j * cb, 4, in_bits, in_signed, e[j], o[j]);
                     if (w_bits == 8) {
                         pr[0] = e[0];
                         pr[1] = o[0];
