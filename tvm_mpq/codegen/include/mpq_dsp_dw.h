@@ -245,7 +245,26 @@ MPQ_DSP_INLINE void mpq_dsp_dwr_load(uint32_t *dst, const uint8_t *x, int32_t r,
         uint32_t *d = dst + q * cs;
         for (int32_t p = 0; p < p_lo; ++p)
             MPQ_DSP_DWR_PAIR4(d, p, cs, xq, 2 * p - pad, c_left, 0);
-        if (c_left >= 4) {          /* 4 whole channels: no tail loads; 2 pairs a step */
+        if (c_left >= 4 && in_bits == 8) {
+            /* 8-bit: the halves of two pixels' words packed first (PKHBT/PKHTB), then each
+             * widened twice: [c0, c1 | c0', c1'] -> [c0, c0'], [c1, c1'] */
+            for (int32_t p = p_lo; p < p_hi; ++p) {
+                const uint8_t *px = xq + (2 * p - pad) * row_in;
+                const uint32_t X0 = mpq_dsp_ld32(px), X1 = mpq_dsp_ld32(px + row_in);
+                const uint32_t Y = mpq_dsp_pack_lo(X0, X1), Z = mpq_dsp_pack_hi(X0, X1);
+                if (in_signed) {
+                    d[p] = mpq_dsp_sxtb16(Y);
+                    d[cs + p] = mpq_dsp_sxtb16_ror8(Y);
+                    d[2 * cs + p] = mpq_dsp_sxtb16(Z);
+                    d[3 * cs + p] = mpq_dsp_sxtb16_ror8(Z);
+                } else {
+                    d[p] = mpq_dsp_uxtb16(Y);
+                    d[cs + p] = mpq_dsp_uxtb16_ror8(Y);
+                    d[2 * cs + p] = mpq_dsp_uxtb16(Z);
+                    d[3 * cs + p] = mpq_dsp_uxtb16_ror8(Z);
+                }
+            }
+        } else if (c_left >= 4) {   /* 4 whole channels: no tail loads; 2 pairs a step */
             int32_t p = p_lo;
             for (; p + 1 < p_hi; p += 2) {
                 MPQ_DSP_DWR_PAIR4(d, p, cs, xq, 2 * p - pad, 4, 1);
