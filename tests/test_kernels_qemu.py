@@ -78,6 +78,8 @@ WIDE = [("pointwise", 37, 8, 8, True, None), ("pointwise", 64, 4, 8, False, None
         ("pointwise", 40, 2, 4, False, {"pix": 3}), ("conv", 12, 8, 8, True, {"pix": 2}),
         ("pointwise", 96, 4, 8, True, {"pix": 1}), ("linear", 77, 8, 2, True, None),
         ("linear", 90, 8, 4, False, None),
+        # a weight row over 4095 bytes (the loop end built with MOVW)
+        ("conv", 520, 8, 8, True, None),
         ("linear", 100, 8, 8, True, None), ("linear", 64, 8, 8, False, {"ch": 4}),
         ("depthwise", 12, 8, 8, True, {"rows": 0, "pix": 2}),
         ("depthwise", 7, 4, 2, False, {"pix": 2}), ("depthwise", 9, 8, 8, True, {"rows": 0})]
