@@ -71,7 +71,7 @@ WIDE = [("pointwise", 37, 8, 8, True, None), ("pointwise", 64, 4, 8, False, None
         ("pointwise", 45, 8, 4, True, {"ch": 2}), ("conv", 16, 4, 4, False, {"ch": 2}),
         ("pointwise", 40, 8, 8, False, {"pix": 4, "ch": 2, "unroll": 1}),
         ("conv", 16, 8, 8, True, {"pix": 1, "ch": 2}), ("conv", 11, 2, 8, False, {"ch": 4}),
-        # the generated P x 1 assembly (kernel_dsp.gemm_asm): every P, 8/4/2-bit weights
+        # the generated P x 1 assembly (asm_m7.gemm_asm): every P, 8/4/2-bit weights
         # signed and unsigned, odd word counts, partial words (C tails)
         ("pointwise", 29, 8, 8, False, {"pix": 8}), ("pointwise", 33, 8, 4, True, {"pix": 7}),
         ("pointwise", 48, 8, 2, True, {"pix": 6}), ("conv", 7, 4, 2, False, {"pix": 5}),
@@ -85,7 +85,7 @@ WIDE = [("pointwise", 37, 8, 8, True, None), ("pointwise", 64, 4, 8, False, None
         ("depthwise", 7, 4, 2, False, {"pix": 2}), ("depthwise", 9, 8, 8, True, {"rows": 0})]
 
 
-# the row depthwise kernel's assembly (kernel_dsp.dwr_asm): (H, W, C, stride, in/out/w
+# the row depthwise kernel's assembly (asm_m7.dwr_asm): (H, W, C, stride, in/out/w
 # bits, acc_shift, out signed, schedule). Odd output widths (the last output alone), one
 # output a row, pad 0, C > 255 (stores without post-increment), partial channel blocks,
 # 4- and 2-bit outputs (2 and 4 channels a byte), signed outputs (SSAT, masked nibbles),

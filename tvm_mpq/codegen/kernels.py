@@ -64,7 +64,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..reference.packing import BITS, pack
-from . import kernel_dsp, kernel_te
+from . import asm_m7, kernel_dsp, kernel_te
 from .tir_to_c import lower_to_c
 
 DSP_INCLUDE = Path(__file__).parent / "include"
@@ -192,8 +192,8 @@ def _generate(spec: KernelSpec) -> Kernel:
         signature = f"int32_t {name}({', '.join(args)})"
         source = lower_to_c(build(spec, name), name, signature, _banner(spec, name),
                             prelude=_dsp_prelude(spec.kind == "depthwise",
-                                                 kernel_dsp.dwr_asm(spec, name)
-                                                 + kernel_dsp.gemm_asm(spec, name)))
+                                                 asm_m7.dwr_asm(spec, name)
+                                                 + asm_m7.gemm_asm(spec, name)))
         return Kernel(name, source, scratch, signature + ";")
     func = kernel_te.BUILDERS[spec.kind](spec)
     signature = f"int32_t {name}({', '.join(args)})"
@@ -209,7 +209,7 @@ def is_fast(spec: KernelSpec) -> bool:
 @functools.cache
 def _dsp_prelude(depthwise: bool, generated: str = "") -> str:
     """The micro-kernels a fast kernel's C starts with: the shared base (intrinsics,
-    unpacking, requantization), the layer's generated assembly (kernel_dsp.dwr_asm), then
+    unpacking, requantization), the layer's generated assembly (asm_m7), then
     the GEMM or the depthwise ones."""
     part = "mpq_dsp_dw.h" if depthwise else "mpq_dsp_gemm.h"
     return "\n".join(t for t in ((DSP_INCLUDE / "mpq_dsp.h").read_text(), generated,

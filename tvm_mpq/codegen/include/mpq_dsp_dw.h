@@ -1,4 +1,6 @@
-/* mpq_dsp_dw.h: the depthwise micro-kernels (4 channels a block, SMLABB/SMLATT).
+/* mpq_dsp_dw.h: the depthwise micro-kernels: the row kernel for 3x3 windows (mpq_dsp_dwr,
+ * its row in generated assembly on the M7: codegen/asm_m7.py) and the per-pixel kernel
+ * (4 channels a block, SMLABB/SMLATT) for the others.
  * Follows mpq_dsp.h in the C of every fast depthwise kernel (tvm_mpq.codegen.kernels). */
 
 /* Depthwise, channels 4g .. 4g+3 (c_left = C - 4g of them exist). x~ = x + off, off =

@@ -328,7 +328,7 @@ static inline int32_t mpq_dsp_im2col(uint8_t *col, const uint8_t *x, int32_t oi,
  * q at ((i * G + g) * np + q) * 8 bytes, G = 8 / w_bits groups of 4 slots a word). Each
  * weight word is loaded and unpacked once for all np columns: with 8 columns, 27
  * instructions per 32 MACs for 8-bit weights. On the M7 the layer's generated assembly
- * (kernel_dsp.gemm_asm, MPQ_DSP_DOT_ASM) does it all; this C is the host's twin. */
+ * (asm_m7.gemm_asm, MPQ_DSP_DOT_ASM) does it all; this C is the host's twin. */
 MPQ_DSP_INLINE int32_t mpq_dsp_dot_px1i(const uint8_t *xb, const uint8_t *w, int32_t n_bytes,
                                        int32_t np, int32_t w_bits, int32_t w_signed,
                                        int32_t *acc)
