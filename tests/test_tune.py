@@ -164,3 +164,20 @@ def test_design_space_samples_only_valid_points_and_covers_them():
         space.schedule_fn(sch)
         seen.add(tuple(sorted(space.schedule_of_mod(sch.mod).items())))
     assert len(seen) == 4
+
+
+@pytest.mark.slow
+def test_small_spaces_are_measured_whole(tmp_path):
+    """A depthwise layer has 4 schedule points: with --trials 10 every one is measured
+    (the evolutionary search's misses topped up in the space's order), the best recorded."""
+    rec = tmp_path / "r.json"
+    out = subprocess.run(CLI + ["tune", str(QDQ), "--trials", "10", "--layers", "block13.dw",
+                                "-o", str(rec)], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    (w,) = json.loads(rec.read_text())["workloads"]
+    assert w["trials"] == 4
+    trials = [t for t in _trials(Path(str(rec) + ".work")) if t["key"] == w["key"]]
+    measured = [t for t in trials if "instructions" in t]
+    assert len({tuple(sorted(t["schedule"].items())) for t in measured}) == 4
+    assert w["best"]["instructions"] == min(t["instructions"] for t in measured)
+    assert w["best"]["instructions"] <= w["default"]["instructions"]
