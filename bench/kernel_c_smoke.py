@@ -8,7 +8,9 @@ executed Cortex-M7 instructions per MAC on QEMU mps2-an500 (also checked bit for
 
 --bits takes in,out,weight bit widths (default: 8,8,8 and 4,4,4 and 2,2,2). Instruction
 counts are not cycles (a Cortex-M7 issues up to two a cycle); the CMSIS-NN int8 anchor is
-1.56-8.83 instructions/MAC on the same shapes.
+1.56-8.83 instructions/MAC on the same shapes. A kernel's count includes its generated
+assembly functions (`<kernel>__*`); MPQ_BENCH_SPLIT=1 prints them apart on stderr (also
+for bench/kernel_bench.py, which measures through qemu_count here).
 """
 
 from __future__ import annotations
