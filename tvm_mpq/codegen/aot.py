@@ -75,16 +75,14 @@ def _shift_hi(call) -> bool:
 
 def _ties_possible(call) -> bool:
     """Whether this layer's m0/n0 allow exact rounding ties (else a cheaper rounding)."""
-    from ..reference.icn import ties_possible
-
-    from ..reference.icn import accumulator_max
+    from ..reference.icn import accumulator_max, ties_possible
+    from ..reference.packing import int_range
 
     consts = [ta.constant_numpy(a) for a in call.args if ta.is_constant(a)]
     if call.op.name in ("mpq.conv2d_icn", "mpq.linear_icn"):
         # the accumulator's bound from the weights themselves rules out more ties
         spec = KernelSpec.from_relax_call(call)
-        lo, hi = (-(1 << (spec.in_bits - 1)), (1 << (spec.in_bits - 1)) - 1) \
-            if spec.in_signed else (0, (1 << spec.in_bits) - 1)
+        lo, hi = int_range(spec.in_bits, spec.in_signed)
         w, w_zero, bias = consts[0], consts[1], consts[2]   # w: (Cout, ...) unpacked
         amax = accumulator_max(w, w_zero, bias, max(spec.z_in - lo, hi - spec.z_in),
                                spec.acc_shift)

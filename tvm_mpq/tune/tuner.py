@@ -83,7 +83,7 @@ def tune_layers(layers: list[tuple[str, object]], *, trials: int, records_path: 
                 f"{', ...' if len(names) > 1 else ''})")
         tspec = space.tuning_spec(spec)
         default = kernel_dsp.resolve_schedule(tspec)
-        points = _schedules(tspec)
+        points = space.points(tspec)
         sources = {kernel_digest(tspec, s) for s in points}
 
         def measure(sched, tag, key=key, spec=spec, tspec=tspec):
@@ -131,11 +131,6 @@ def tune_layers(layers: list[tuple[str, object]], *, trials: int, records_path: 
                  f"insn {entry['best']['schedule']} vs default {base['instructions']:,} "
                  f"({-gain:+.1%})")
     return records
-
-
-def _schedules(spec) -> list[dict]:
-    """Every valid schedule of the layer's space."""
-    return space.points(spec)
 
 
 def _progress_callback(trial_log, key: str, sources: set, head: str, default: int, progress):

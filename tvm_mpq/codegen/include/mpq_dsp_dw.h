@@ -370,31 +370,21 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dwr(uint8_t *y, const uint8_t *x, uint8_t *scratc
                 MPQ_DSP_DWR_STORE(yp, t);
                 yp += row_y;
             }
-            if (n) {
-                int32_t s = init;
-                s = mpq_dsp_smlad(a0, p0[0], s);
-                s = mpq_dsp_smlatb(b0, p0[1], s);
-                s = mpq_dsp_smlad(a1, p1[0], s);
-                s = mpq_dsp_smlatb(b1, p1[1], s);
-                s = mpq_dsp_smlad(a2, p2[0], s);
-                s = mpq_dsp_smlatb(b2, p2[1], s);
-                MPQ_DSP_DWR_STORE(yp, s);
-            }
-        } else {
-            for (; n > 0; --n) {
-                int32_t s = init;
-                s = mpq_dsp_smlad(a0, p0[0], s);
-                s = mpq_dsp_smlatb(b0, p0[1], s);
-                s = mpq_dsp_smlad(a1, p1[0], s);
-                s = mpq_dsp_smlatb(b1, p1[1], s);
-                s = mpq_dsp_smlad(a2, p2[0], s);
-                s = mpq_dsp_smlatb(b2, p2[1], s);
-                ++p0;
-                ++p1;
-                ++p2;
-                MPQ_DSP_DWR_STORE(yp, s);
-                yp += row_y;
-            }
+        }
+        /* stride 2: every output; stride 1: the odd last one (pair p and the next's low) */
+        for (; n > 0; --n) {
+            int32_t s = init;
+            s = mpq_dsp_smlad(a0, p0[0], s);
+            s = mpq_dsp_smlatb(b0, p0[1], s);
+            s = mpq_dsp_smlad(a1, p1[0], s);
+            s = mpq_dsp_smlatb(b1, p1[1], s);
+            s = mpq_dsp_smlad(a2, p2[0], s);
+            s = mpq_dsp_smlatb(b2, p2[1], s);
+            ++p0;
+            ++p1;
+            ++p2;
+            MPQ_DSP_DWR_STORE(yp, s);
+            yp += row_y;
         }
     }
     return 0;

@@ -333,19 +333,18 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dot_px1i(const uint8_t *xb, const uint8_t *w, int
                                        int32_t np, int32_t w_bits, int32_t w_signed,
                                        int32_t *acc)
 {
-    const int32_t groups = 8 / w_bits;
-    int32_t s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    uint32_t u[8];
-    int32_t i = 0;
     const uint8_t *xc = (const uint8_t *)__builtin_assume_aligned(xb, 8);
 #if defined(MPQ_DSP_DOT_ASM)
     /* every word, the partial last one read whole (pack_params pads the weights; its
      * extra slots are 0 in the columns): the sums go straight to acc */
-    (void)s, (void)u, (void)i, (void)groups;
+    (void)n_bytes, (void)np, (void)w_bits, (void)w_signed;
     MPQ_DSP_DOT_ASM(xc, w, acc);
     return 0;
-#endif
-    for (; i < n_bytes; i += 4) {
+#else
+    const int32_t groups = 8 / w_bits;
+    int32_t s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint32_t u[8];
+    for (int32_t i = 0; i < n_bytes; i += 4) {
         const uint32_t word = i + 4 <= n_bytes ? mpq_dsp_ld32(w + i)
                                                : mpq_dsp_ld_tail(w + i, n_bytes - i);
         MPQ_DSP_UNPACK(word, w_bits, w_signed, u);
@@ -363,4 +362,5 @@ MPQ_DSP_INLINE int32_t mpq_dsp_dot_px1i(const uint8_t *xb, const uint8_t *w, int
     _Pragma("GCC unroll 8")
     for (int32_t q = 0; q < np; ++q) acc[q] = s[q];
     return 0;
+#endif
 }
