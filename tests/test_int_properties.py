@@ -179,7 +179,7 @@ def test_accumulator_overflow_is_refused_or_impossible(k, cout, in_q, w_q, bias_
         bnp = (rng.uniform(0.5, 2, cout), rng.normal(0, 10.0 ** min(bias_exp, 6), cout),
                rng.normal(0, 1, cout), rng.uniform(0.1, 2, cout), 1e-3)
     try:
-        bias_q, m0, n0, shift = _Legalizer._icn_params(None, "layer 'l'", x, w, bias, bnp, out)
+        bias_q, m0, n0, shift = _Legalizer.icn_params(None, "layer 'l'", x, w, bias, bnp, out)
     except ModelError as e:
         assert "layer 'l'" in str(e) and "overflow" in str(e)
         return

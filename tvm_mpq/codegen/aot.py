@@ -17,10 +17,11 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
+from .. import ops
 from .. import tvm_adapter as ta
 from ..errors import ModelError
 from ..reference.packing import packed_bytes
-from .kernels import KernelSpec, generate_kernel, pack_params
+from .kernels import KernelSpec, generate_kernel
 from .memory_plan import Buffer, MemoryPlan, plan_memory
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -65,34 +66,12 @@ def c_array(ctype: str, name: str, data: bytes) -> str:
     return f"const {ctype} {name}[{n}] __attribute__((aligned(4))) = {{\n    {body}\n}};\n"
 
 
-def _shift_hi(call) -> bool:
-    """Whether every channel's n0 <= -2 (the requantization shift is at least 33 bits)."""
+def _rounding(call, spec: KernelSpec) -> KernelSpec:
+    """The spec without its layer name (identical layers share code), with the rounding
+    flags the operator derives from the layer's constants (`Operator.requant_flags`)."""
     consts = [ta.constant_numpy(a) for a in call.args if ta.is_constant(a)]
-    if call.op.name in ("mpq.conv2d_icn", "mpq.linear_icn"):
-        return bool(np.all(np.asarray(consts[4]) <= -2))
-    return False
-
-
-def _ties_possible(call) -> bool:
-    """Whether this layer's m0/n0 allow exact rounding ties (else a cheaper rounding)."""
-    from ..reference.icn import accumulator_max, ties_possible
-    from ..reference.packing import int_range
-
-    consts = [ta.constant_numpy(a) for a in call.args if ta.is_constant(a)]
-    if call.op.name in ("mpq.conv2d_icn", "mpq.linear_icn"):
-        # the accumulator's bound from the weights themselves rules out more ties
-        spec = KernelSpec.from_relax_call(call)
-        lo, hi = int_range(spec.in_bits, spec.in_signed)
-        w, w_zero, bias = consts[0], consts[1], consts[2]   # w: (Cout, ...) unpacked
-        amax = accumulator_max(w, w_zero, bias, max(spec.z_in - lo, hi - spec.z_in),
-                               spec.acc_shift)
-        return ties_possible(consts[3], consts[4], amax)
-    if call.op.name == "mpq.avg_pool_icn":
-        return ties_possible(consts[0], consts[1])
-    return True
-
-
-KERNEL_OPS = ("mpq.conv2d_icn", "mpq.linear_icn", "mpq.avg_pool_icn", "mpq.add_icn")
+    ties, shift_hi = ops.for_kernel(spec.kind).requant_flags(spec, consts)
+    return dataclasses.replace(spec, suffix="", ties=ties, shift_hi=shift_hi)
 
 
 def layer_specs(mod) -> list[tuple[str, KernelSpec]]:
@@ -101,11 +80,9 @@ def layer_specs(mod) -> list[tuple[str, KernelSpec]]:
     func = mod["main"]
     specs = []
     for _, call in ta.function_bindings(func):
-        if ta.is_call(call) and call.op.name in KERNEL_OPS:
+        if ta.is_call(call) and call.op.name in ops.mpq_ops():
             spec = KernelSpec.from_relax_call(call)
-            specs.append((spec.suffix, dataclasses.replace(spec, suffix="",
-                                                           ties=_ties_possible(call),
-                                                           shift_hi=_shift_hi(call))))
+            specs.append((spec.suffix, _rounding(call, spec)))
     return specs
 
 
@@ -136,8 +113,7 @@ def generate_model(mod, model_name: str, layer_info: dict | None = None,
             continue
         spec = KernelSpec.from_relax_call(call)
         layer_name = spec.suffix
-        spec = dataclasses.replace(spec, suffix="",          # identical layers share code
-                                   ties=_ties_possible(call), shift_hi=_shift_hi(call))
+        spec = _rounding(call, spec)
         if schedules is not None and spec.dsp:
             spec = spec.with_schedule(schedules(spec))
         steps.append((var, call, spec, layer_name))
@@ -190,12 +166,8 @@ def generate_model(mod, model_name: str, layer_info: dict | None = None,
         k = generate_kernel(spec)
         kernels[k.name] = k
         consts = [ta.constant_numpy(a) for a in call.args if ta.is_constant(a)]
-        if spec.kind == "avg_pool":
-            packed = pack_params(spec, m0=consts[0], n0=consts[1])
-        elif spec.kind == "add":
-            packed = {}
-        else:
-            packed = pack_params(spec, *consts)
+        op = ops.for_kernel(spec.kind)
+        packed = op.pack_params(spec, consts)
         cargs = []
         for pname, (ctype, data) in packed.items():
             sym = f"mpq_{pname}_{i}"
@@ -214,21 +186,17 @@ def generate_model(mod, model_name: str, layer_info: dict | None = None,
 
         acts = [ref(a) for a in call.args if ta.is_var(a)]
         y = ref(var)
-        if spec.kind == "add":
-            arglist = acts + [y]
-        else:
-            arglist = acts[:1] + cargs + [y]
+        arglist = op.call_args(acts, cargs, y)
         if k.scratch_bytes:
             arglist.append(f"(mpq_arena + {memory.offset(f's{i}_{lname}')})")
         shape_in = "x".join(map(str, spec.in_shape[1:]))
         shape_out = "x".join(map(str, spec.out_shape[1:]))
         bits_label = f"in {spec.in_bits} out {spec.out_bits}" + (
-            f" w {spec.w_bits}" if spec.kind not in ("avg_pool", "add") else "")
+            f" w {spec.w_bits}" if op.has_weights else "")
         info = dict(index=i, name=lname, kind=spec.kind, kernel=k.name,
                     call=f"{k.name}({', '.join(arglist)})", bits_label=bits_label,
                     in_desc=shape_in, out_desc=shape_out, in_bits=spec.in_bits,
-                    out_bits=spec.out_bits, w_bits=spec.w_bits if spec.kind not in
-                    ("avg_pool", "add") else None, in_shape=list(spec.in_shape),
+                    out_bits=spec.out_bits, w_bits=spec.w_bits if op.has_weights else None, in_shape=list(spec.in_shape),
                     out_shape=list(spec.out_shape),
                     const_bytes=sum(len(d) for _, d in packed.values()),
                     weight_bytes=len(packed["w"][1]) if "w" in packed else 0,

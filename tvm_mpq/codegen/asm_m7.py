@@ -15,7 +15,7 @@ which is what lets these loops use all 14 registers.
 from __future__ import annotations
 
 from ..reference.packing import row_bytes
-from .kernel_dsp import GEMM_KINDS, DWR_TAB, dw_rows_layout, gemm_layout, resolve_schedule
+from .kernel_dsp import DWR_TAB, layout, dw_rows_layout, gemm_layout, resolve_schedule
 
 
 def _add_const(reg: str, value: int) -> list[str]:
@@ -205,7 +205,7 @@ def gemm_asm(spec, name: str) -> str:
     accumulators, 2 weight pairs, 2 column words and 2 pointers take up to all 14
     registers, so it is a naked function with the layer's constants (P, words, offsets)
     baked in; the loop end sits in its stack frame."""
-    if spec.kind not in GEMM_KINDS:
+    if layout(spec) != "gemm":
         return ""
     sched = resolve_schedule(spec)
     if sched["ch"] != 1:

@@ -42,10 +42,17 @@ from __future__ import annotations
 import itertools
 from functools import reduce
 
+from .. import ops
 from .. import tvm_adapter as ta
 from ..reference.packing import row_bytes
 
-GEMM_KINDS = ("conv", "pointwise", "linear")
+
+
+def layout(spec) -> str | None:
+    """How the operator of `spec` reads its weights: "gemm" (im2col rows: conv, pointwise,
+    linear), "depthwise", or None (no fast kernel); its `dsp_layout` face."""
+    return ops.for_kernel(spec.kind).dsp_layout(spec)
+
 CONSTRAINTS = ("at most 8 accumulators: pix * ch <= 8 (ch = 1: pix <= 8, unroll 2); "
                "depthwise: pix with rows=0, g with rows=1")
 DWR_TAB = 11        # words a channel in the row depthwise table (MPQ_DSP_DWR_TAB)
@@ -53,7 +60,7 @@ DWR_TAB = 11        # words a channel in the row depthwise table (MPQ_DSP_DWR_TA
 
 def _dims(spec):
     """(h, w, c, ho, wo, cout, k, stride, pad) of a gemm or depthwise spec."""
-    if spec.kind == "linear":
+    if len(spec.in_shape) == 2:         # a fully connected layer: a 1 x 1 image
         return 1, 1, spec.in_shape[-1], 1, 1, spec.out_shape[-1], 1, 1, 0
     _, h, w, c = spec.in_shape
     _, ho, wo, cout = spec.out_shape
@@ -68,14 +75,14 @@ def schedule_space(spec) -> dict[str, tuple[int, ...]]:
     channels per micro-kernel call (pix * ch <= 8 accumulators), `unroll` weight words per
     inner-loop step. depthwise: `pix` output pixels of a row a micro-kernel call (the
     weight table read once for both). Pooling and add have no knobs."""
-    if spec.kind == "depthwise":
+    if layout(spec) == "depthwise":
         space = {"rows": (1, 0)} if rows_apply(spec) else {}
         if spec.out_shape[2] > 1:
             space["pix"] = (1, 2)
         if rows_apply(spec):
             space["g"] = (8, 4)         # 8: fewer instructions on every benchmark shape
         return space
-    if spec.kind not in GEMM_KINDS:
+    if layout(spec) != "gemm":
         return {}
     _, _, _, ho, wo, _, _, _, _ = _dims(spec)
     if ho * wo == 1:
@@ -109,10 +116,10 @@ def lean_schedule(spec, level: int) -> dict | None:
     (`tvm-mpq compile`): level 1, GEMM 2 x 2 (two im2col columns), depthwise rings of 4
     channels; level 2, GEMM one column, the per-pixel depthwise kernel (no scratch).
     None for kernels without scratch."""
-    if spec.kind in GEMM_KINDS:
+    if layout(spec) == "gemm":
         _, _, _, ho, wo, _, _, _, _ = _dims(spec)
         cand = {"pix": min(2 if level == 1 else 1, ho * wo), "ch": 2}
-    elif spec.kind == "depthwise" and rows_apply(spec):
+    elif layout(spec) == "depthwise" and rows_apply(spec):
         cand = {"g": 4} if level == 1 else {"rows": 0}
     else:
         return None
@@ -121,12 +128,12 @@ def lean_schedule(spec, level: int) -> dict | None:
 
 def rows_apply(spec) -> bool:
     """Whether the row depthwise kernel (mpq_dsp_dwr: 3 x 3, stride 1 or 2) fits `spec`."""
-    return spec.kind == "depthwise" and spec.kernel == 3 and spec.stride in (1, 2)
+    return layout(spec) == "depthwise" and spec.kernel == 3 and spec.stride in (1, 2)
 
 
 def _allowed(spec, full: dict) -> bool:
     """The constraints between the knobs of a complete schedule."""
-    if spec.kind == "depthwise":
+    if layout(spec) == "depthwise":
         # pix is a knob of the per-pixel kernel, g (channels a block) of the row kernel
         if full.get("rows"):
             return full.get("pix", 1) == 1
@@ -180,7 +187,7 @@ def gemm_layout(spec) -> tuple[int, int, int]:
 
 def dw_rows_layout(spec) -> tuple[int, int] | None:
     """(channels a block G, pairs a ring row) of the row depthwise kernel, None if unused."""
-    if spec.kind != "depthwise" or not resolve_schedule(spec).get("rows"):
+    if layout(spec) != "depthwise" or not resolve_schedule(spec).get("rows"):
         return None
     wo = spec.out_shape[2]
     n_pairs = (wo + 1) // 2 + 1 if spec.stride == 1 else wo + 1     # MPQ_DSP_DWR_PAIRS
@@ -189,10 +196,10 @@ def dw_rows_layout(spec) -> tuple[int, int] | None:
 
 def scratch_bytes(spec) -> int:
     """Bytes of the `scratch` argument of a fast kernel (0: none)."""
-    if spec.kind == "depthwise":
+    if layout(spec) == "depthwise":
         rows = dw_rows_layout(spec)
         return 0 if rows is None else 3 * rows[0] * rows[1] * 4    # ring of 3 widened rows
-    if spec.kind not in GEMM_KINDS:
+    if layout(spec) != "gemm":
         return 0
     _, n_slots, n_cols = gemm_layout(spec)
     return 2 * n_slots * n_cols

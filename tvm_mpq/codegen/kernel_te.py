@@ -1,18 +1,19 @@
-"""TE definitions and schedules of the packed integer kernels: one PrimFunc per kernel.
+"""The TIR kernel library: what the operators' plain TE kernels are built from.
 
-Every kernel reads and writes packed `uint8` buffers (layouts in `kernels.py`): inputs and
+Each operator module (tvm_mpq/ops/) defines its own plain kernel in TE with these pieces;
+every kernel reads and writes packed `uint8` buffers (layouts in `kernels.py`): inputs and
 weights are unpacked inside the TIR with shifts and masks (sign-extended by a shift pair
 when signed), and each output byte is assembled from its elements in one expression,
-tails of rows zero-filled. Arithmetic is that of `tvm_mpq.reference.ops`: int32
+tails of rows zero-filled. Arithmetic is that of the operators' golden models: int32
 accumulation with zero points, ICN requantization in int64 (`reference.icn`).
 
-Schedule (s_tir.Schedule), see `_scheduled`: the int32 accumulator block is computed
+Schedule (s_tir.Schedule), see `scheduled`: the int32 accumulator block is computed
 under the output loops for a block of 4 output channels (conv, pointwise, linear) or 8
 (depthwise, pool), so at most 8 int32 accumulators live on the stack; their
 initialization is hoisted out of the reduction (decompose_reduction); packed channel
 reductions are unrolled so that unpacking uses constant shifts. No kernel keeps a
 full-size intermediate buffer. Channel counts that do not fill the last byte / block
-compute a few redundant accumulators there (see `_acc_channels`).
+compute a few redundant accumulators there (see `acc_channels`).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def pack_rows(prefix_shape: tuple, n: int, bits: int, value):
     return te.compute((*prefix_shape, row_bytes(n, bits)), byte, name="y")
 
 
-def _acc_channels(n: int, group: int):
+def acc_channels(n: int, group: int):
     """Accumulator channels, padded to whole groups, and the index clamp for them.
 
     A group is the channels whose accumulators live together (one output byte, or a
@@ -119,7 +120,7 @@ def _acc_channels(n: int, group: int):
     return n_acc, lambda o: tirx.min(o, n - 1)
 
 
-def _channel_params(n: int, w_signed: bool):
+def channel_params(n: int, w_signed: bool):
     """Per-output-channel constants; the weight zero point has the weights' own type
     (int8 for two's-complement weights, uint8 for unsigned), as the FLASH model counts."""
     te = ta.te()
@@ -127,7 +128,7 @@ def _channel_params(n: int, w_signed: bool):
             te.placeholder((n,), "int32", "m0"), te.placeholder((n,), "int8", "n0"))
 
 
-def _padded_input(x, spec, h: int, w: int, c_bits: int, signed: bool):
+def padded_input(x, spec, h: int, w: int, c_bits: int, signed: bool):
     """x_in(i, j, ch) - z_in at padded coordinates (i, j); 0 in the padding."""
     tirx = ta.tirx()
     p, z_in = spec.pad, tirx.const(spec.z_in, "int32")
@@ -144,119 +145,12 @@ def _padded_input(x, spec, h: int, w: int, c_bits: int, signed: bool):
     return xin
 
 
-def conv(spec):
-    """conv / pointwise (OHWI weights) and depthwise ((KH, KW, C) weights) on NHWC."""
-    te = ta.te()
-    _, h, w, c = spec.in_shape
-    _, ho, wo, cout = spec.out_shape
-    k, s = spec.kernel, spec.stride
-    x = te.placeholder((h, w, row_bytes(c, spec.in_bits)), "uint8", "x")
-    depthwise = spec.kind == "depthwise"
-    w_shape = (k, k) if depthwise else (cout, k, k)
-    wt = te.placeholder((*w_shape, row_bytes(c, spec.w_bits)), "uint8", "w")
-    wz, bias, m0, n0 = _channel_params(cout, spec.w_signed)
-    xin = _padded_input(x, spec, h, w, spec.in_bits, spec.in_signed)
-    rh, rw = te.reduce_axis((0, k), "kh"), te.reduce_axis((0, k), "kw")
-
-    def weight(o, kh, kw, ci):
-        pre = (kh, kw) if depthwise else (o, kh, kw)
-        return load(wt, pre, ci, spec.w_bits, spec.w_signed, wz[o].astype("int32"))
-
-    block = WINDOW_CHANNEL_BLOCK if depthwise else CHANNEL_BLOCK
-    n_acc, clamp = _acc_channels(cout, block)
-    if depthwise:
-        acc = te.compute((ho, wo, n_acc), lambda i, j, o: te.sum(
-            xin(i * s + rh, j * s + rw, clamp(o)) * weight(clamp(o), rh, rw, clamp(o)),
-            axis=[rh, rw]), name="acc")
-    else:
-        rc = te.reduce_axis((0, c), "ci")
-        acc = te.compute((ho, wo, n_acc), lambda i, j, o: te.sum(
-            xin(i * s + rh, j * s + rw, rc) * weight(clamp(o), rh, rw, rc),
-            axis=[rh, rw, rc]), name="acc")
-    y = pack_rows((ho, wo), cout, spec.out_bits, lambda i, j, o: requantize(
-        with_bias(acc[i, j, o], bias[o], spec.acc_shift), m0[o], n0[o], spec.z_out,
-        spec.q_min, spec.q_max, spec.ties))
-    unroll = 0 if depthwise else _channel_unroll(c, spec.in_bits, spec.w_bits)
-    return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits, unroll_channels=unroll,
-                      channel_block=block)
-
-
-def linear(spec):
-    """Fully connected: x one row of K elements, w (N, K) packed along K."""
-    te = ta.te()
-    kdim, n = spec.in_shape[-1], spec.out_shape[-1]
-    x = te.placeholder((row_bytes(kdim, spec.in_bits),), "uint8", "x")
-    wt = te.placeholder((n, row_bytes(kdim, spec.w_bits)), "uint8", "w")
-    wz, bias, m0, n0 = _channel_params(n, spec.w_signed)
-    r = te.reduce_axis((0, kdim), "k")
-    z_in = spec.z_in
-    n_acc, clamp = _acc_channels(n, CHANNEL_BLOCK)
-    acc = te.compute((n_acc,), lambda o: te.sum(
-        (load(x, (), r, spec.in_bits, spec.in_signed) - z_in)
-        * load(wt, (clamp(o),), r, spec.w_bits, spec.w_signed, wz[clamp(o)].astype("int32")),
-        axis=[r]), name="acc")
-    y = pack_rows((), n, spec.out_bits, lambda o: requantize(
-        with_bias(acc[o], bias[o], spec.acc_shift), m0[o], n0[o], spec.z_out,
-        spec.q_min, spec.q_max, spec.ties))
-    return _scheduled([x, wt, wz, bias, m0, n0, y], spec.out_bits,
-                      unroll_channels=_channel_unroll(kdim, spec.in_bits, spec.w_bits),
-                      channel_block=CHANNEL_BLOCK)
-
-
-def avg_pool(spec):
-    """Average pooling without padding; one multiplier (m0[0], n0[0]) for all channels."""
-    te = ta.te()
-    _, h, w, c = spec.in_shape
-    _, ho, wo, _ = spec.out_shape
-    k, s = spec.kernel, spec.stride
-    x = te.placeholder((h, w, row_bytes(c, spec.in_bits)), "uint8", "x")
-    m0 = te.placeholder((1,), "int32", "m0")
-    n0 = te.placeholder((1,), "int8", "n0")
-    rh, rw = te.reduce_axis((0, k), "kh"), te.reduce_axis((0, k), "kw")
-    n_acc, clamp = _acc_channels(c, WINDOW_CHANNEL_BLOCK)
-    acc = te.compute((ho, wo, n_acc), lambda i, j, ch: te.sum(
-        load(x, (i * s + rh, j * s + rw), clamp(ch), spec.in_bits, spec.in_signed)
-        - spec.z_in, axis=[rh, rw]), name="acc")
-    y = pack_rows((ho, wo), c, spec.out_bits, lambda i, j, ch: requantize(
-        acc[i, j, ch], m0[0], n0[0], spec.z_out,
-        spec.q_min, spec.q_max, spec.ties))
-    return _scheduled([x, m0, n0, y], spec.out_bits, channel_block=WINDOW_CHANNEL_BLOCK)
-
-
-def add(spec):
-    """Residual add: y = clamp(((a - z_a) k_a + (b - z_b) k_b + 2^(shift-1)) >> shift + z_out).
-
-    Computed in int32 when the worst case over the input ranges fits, else in int64.
-    """
-    te, tirx = ta.te(), ta.tirx()
-    pre, n = tuple(spec.in_shape[1:-1]), spec.in_shape[-1]
-    a = te.placeholder((*pre, row_bytes(n, spec.in_bits)), "uint8", "a")
-    b = te.placeholder((*pre, row_bytes(n, spec.b_bits)), "uint8", "b")
-    span_a = _span(spec.in_bits, spec.in_signed, spec.z_a)
-    span_b = _span(spec.b_bits, spec.b_signed, spec.z_b)
-    bound = span_a * abs(spec.k_a) + span_b * abs(spec.k_b) + (1 << (spec.shift - 1))
-    dt = "int32" if bound < (1 << 31) else "int64"
-
-    def value(*idx):
-        *p, ch = idx
-        va = load(a, tuple(p), ch, spec.in_bits, spec.in_signed).astype(dt) - spec.z_a
-        vb = load(b, tuple(p), ch, spec.b_bits, spec.b_signed).astype(dt) - spec.z_b
-        v = (va * tirx.const(spec.k_a, dt) + vb * tirx.const(spec.k_b, dt)
-             + tirx.const(1 << (spec.shift - 1), dt)) >> tirx.const(spec.shift, dt)
-        v = v + tirx.const(spec.z_out, dt)
-        v = tirx.max(tirx.min(v, tirx.const(spec.q_max, dt)), tirx.const(spec.q_min, dt))
-        return v.astype("int32")
-
-    y = pack_rows(pre, n, spec.out_bits, value)
-    return _scheduled([a, b, y], reduces=False)
-
-
-def _span(bits: int, signed: bool, zero: int) -> int:
+def value_span(bits: int, signed: bool, zero: int) -> int:
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     return max(abs(lo - zero), abs(hi - zero))
 
 
-def _scheduled(tensors, out_bits: int = 8, reduces: bool = True, unroll_channels: int = 0,
+def scheduled(tensors, out_bits: int = 8, reduces: bool = True, unroll_channels: int = 0,
                channel_block: int = 0):
     """PrimFunc of the TE graph; the accumulator block moved under the output loops.
 
@@ -297,14 +191,10 @@ def _scheduled(tensors, out_bits: int = 8, reduces: bool = True, unroll_channels
     return sch.mod["main"]
 
 
-def _channel_unroll(n: int, *bits: int) -> int:
-    """Unroll factor for a reduction over n packed channels (see `_scheduled`)."""
+def channel_unroll(n: int, *bits: int) -> int:
+    """Unroll factor for a reduction over n packed channels (see `scheduled`)."""
     per = max(8 // b for b in bits)
     for f in (4, 2):
         if n % f == 0 and f % per == 0 and n > f:
             return f
     return 0
-
-
-BUILDERS = {"conv": conv, "pointwise": conv, "depthwise": conv, "linear": linear,
-            "avg_pool": avg_pool, "add": add}

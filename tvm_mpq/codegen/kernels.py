@@ -63,29 +63,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from ..reference.packing import BITS, pack
-from . import asm_m7, kernel_dsp, kernel_te
+from ..reference.packing import BITS
+from .. import ops
+from . import kernel_dsp
 from .tir_to_c import lower_to_c
 
 DSP_INCLUDE = Path(__file__).parent / "include"
 # `TVM_MPQ_PLAIN_KERNELS=1` makes specs default to the plain kernels (bench before/after)
 PLAIN_ENV = "TVM_MPQ_PLAIN_KERNELS"
-
-KINDS = ("conv", "depthwise", "pointwise", "linear", "avg_pool", "add")
-_C_KIND = {"conv": "conv2d", "depthwise": "depthwise", "pointwise": "pointwise",
-           "linear": "linear", "avg_pool": "avg_pool", "add": "add"}
-_WEIGHTED = ("conv", "depthwise", "pointwise", "linear")
-def _weighted_args(w_signed: bool) -> tuple:
-    wz = "const int8_t *w_zero" if w_signed else "const uint8_t *w_zero"
-    return tuple(wz if a.endswith("*w_zero") else a for a in _ARGS_WEIGHTED)
-
-
-_ARGS_WEIGHTED = ("const uint8_t *x", "const uint8_t *w", "const int16_t *w_zero",
-                  "const int32_t *bias", "const int32_t *m0", "const int8_t *n0", "uint8_t *y")
-_ARGS = {"avg_pool": ("const uint8_t *x", "const int32_t *m0", "const int8_t *n0",
-                      "uint8_t *y"),
-         "add": ("const uint8_t *a", "const uint8_t *b", "uint8_t *y")}
-
 
 @dataclass(frozen=True)
 class KernelSpec:
@@ -124,12 +109,16 @@ class KernelSpec:
                                     # kernel_dsp.schedule_space (tuning records set it)
     dsp: bool | None = None         # fast kernel with DSP micro-kernels (None: True unless
                                     # the environment sets TVM_MPQ_PLAIN_KERNELS=1)
+    # Fields added after the C of existing kernels was pinned; the banner and the digest
+    # list them only when set (`_fields`), so kernels that do not use them keep their bytes.
+    window: tuple = ()              # max pool: (kh, kw, sh, sw, pt, pl, pb, pr, ceil_mode)
+    requant: bool = False           # max pool: requantize (input and output scales differ)
 
     def __post_init__(self):
         set_ = functools.partial(object.__setattr__, self)
         set_("in_shape", tuple(int(v) for v in self.in_shape))
         set_("out_shape", tuple(int(v) for v in self.out_shape))
-        lo, hi = _range(self.out_bits, self.out_signed) if self.out_bits in BITS else (0, 0)
+        lo, hi = value_range(self.out_bits, self.out_signed) if self.out_bits in BITS else (0, 0)
         if self.q_min is None:
             set_("q_min", lo)
         if self.q_max is None:
@@ -142,13 +131,15 @@ class KernelSpec:
             set_("dsp", os.environ.get(PLAIN_ENV, "") not in ("1", "true", "yes"))
         sched = dict(self.schedule)
         set_("schedule", tuple(sorted((str(k), int(v)) for k, v in sched.items())))
+        set_("window", tuple(int(v) for v in self.window))
         _validate(self)
 
     @property
     def name(self) -> str:
-        parts = ["mpq", _C_KIND[self.kind], _tag(self.in_bits, self.in_signed),
+        op = ops.for_kernel(self.kind)
+        parts = ["mpq", op.c_kind[self.kind], _tag(self.in_bits, self.in_signed),
                  _tag(self.out_bits, self.out_signed)]
-        if self.kind in _WEIGHTED:
+        if op.has_weights:
             parts.append(("ws" if self.w_signed else "w") + str(self.w_bits))
         suffix = re.sub(r"[^0-9A-Za-z_]", "_", self.suffix) or self.digest()
         return "_".join(parts + [suffix])
@@ -159,7 +150,7 @@ class KernelSpec:
 
     def digest(self) -> str:
         """8 hex digits that identify the spec (the default name suffix)."""
-        text = repr(sorted(asdict(self).items()))
+        text = repr(sorted(_fields(self).items()))
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
     @classmethod
@@ -184,30 +175,24 @@ def generate_kernel(spec: KernelSpec) -> Kernel:
 @functools.cache
 def _generate(spec: KernelSpec) -> Kernel:
     name = spec.name
-    args = _ARGS.get(spec.kind, _weighted_args(spec.w_signed))
-    if is_fast(spec):
-        scratch = kernel_dsp.scratch_bytes(spec)
-        args = args + (("uint8_t *scratch",) if scratch else ())
-        build = kernel_dsp.depthwise if spec.kind == "depthwise" else kernel_dsp.gemm
-        signature = f"int32_t {name}({', '.join(args)})"
-        source = lower_to_c(build(spec, name), name, signature, _banner(spec, name),
-                            prelude=_dsp_prelude(spec.kind == "depthwise",
-                                                 asm_m7.dwr_asm(spec, name)
-                                                 + asm_m7.gemm_asm(spec, name)))
-        return Kernel(name, source, scratch, signature + ";")
-    func = kernel_te.BUILDERS[spec.kind](spec)
+    op = ops.for_kernel(spec.kind)
+    func, scratch, prelude = op.build_kernel(spec, name)
+    args = op.c_args(spec) + (("uint8_t *scratch",) if scratch else ())
     signature = f"int32_t {name}({', '.join(args)})"
-    source = lower_to_c(func, name, signature, _banner(spec, name))
-    return Kernel(name, source, 0, signature + ";")
+    if prelude is None:
+        source = lower_to_c(func, name, signature, _banner(spec, name))
+    else:
+        source = lower_to_c(func, name, signature, _banner(spec, name), prelude=prelude)
+    return Kernel(name, source, scratch, signature + ";")
 
 
 def is_fast(spec: KernelSpec) -> bool:
-    """Whether `spec` gets a DSP kernel (conv, pointwise, linear, depthwise with dsp=True)."""
-    return bool(spec.dsp) and spec.kind in _WEIGHTED
+    """Whether `spec` gets a DSP kernel (the weight operators' kernels with dsp=True)."""
+    return bool(spec.dsp) and ops.for_kernel(spec.kind).has_weights
 
 
 @functools.cache
-def _dsp_prelude(depthwise: bool, generated: str = "") -> str:
+def dsp_prelude(depthwise: bool, generated: str = "") -> str:
     """The micro-kernels a fast kernel's C starts with: the shared base (intrinsics,
     unpacking, requantization), the layer's generated assembly (asm_m7), then
     the GEMM or the depthwise ones."""
@@ -219,40 +204,21 @@ def _dsp_prelude(depthwise: bool, generated: str = "") -> str:
 def _spec_from_call(call) -> KernelSpec:
     from .. import tvm_adapter as ta
 
-    op = call.op.name
-
     def get(key, default=0):
         v = ta.attr(call, key, default)
         return str(v) if key == "name" else int(v)
 
     x = call.args[0]
-    in_shape, out_shape = ta.static_shape(x), ta.static_shape(call)
-    common = {"in_bits": get("in_bits", 8), "out_bits": get("out_bits", 8),
+    common = {"in_shape": ta.static_shape(x), "out_shape": ta.static_shape(call),
+              "in_bits": get("in_bits", 8), "out_bits": get("out_bits", 8),
               "in_signed": str(x.ty.dtype) == "int8", "out_signed": get("q_min") < 0,
               "z_out": get("z_out"), "q_min": get("q_min"), "q_max": get("q_max"),
               "suffix": get("name", "")}
-    if op == "mpq.conv2d_icn":
-        kernel = ta.static_shape(call.args[1])[1]
-        kind = "depthwise" if get("depthwise") else ("pointwise" if kernel == 1 and
-                                                     not get("pad") else "conv")
-        return KernelSpec(kind, in_shape, out_shape, kernel=kernel, stride=get("stride", 1),
-                          pad=get("pad"), w_bits=get("w_bits", 8),
-                          w_signed=bool(get("w_signed")), z_in=get("z_in"),
-                          acc_shift=get("acc_shift", 0), **common)
-    if op == "mpq.linear_icn":
-        return KernelSpec("linear", in_shape, out_shape, w_bits=get("w_bits", 8),
-                          w_signed=bool(get("w_signed")), z_in=get("z_in"),
-                          acc_shift=get("acc_shift", 0), **common)
-    if op == "mpq.avg_pool_icn":
-        return KernelSpec("avg_pool", in_shape, out_shape, kernel=get("kernel"),
-                          stride=get("stride", 1), z_in=get("z_in"), **common)
-    if op == "mpq.add_icn":
-        b = call.args[1]
-        common["in_bits"] = get("a_bits", common["in_bits"])
-        return KernelSpec("add", in_shape, out_shape, b_bits=get("b_bits", common["in_bits"]),
-                          b_signed=str(b.ty.dtype) == "int8", z_a=get("z_a"), z_b=get("z_b"),
-                          k_a=get("k_a"), k_b=get("k_b"), shift=get("shift", 1), **common)
-    raise ModelError(f"no kernel for the operator {op}")
+    try:
+        op = ops.for_mpq_op(call.op.name)
+    except ops.MissingFace:
+        raise ModelError(f"no kernel for the operator {call.op.name}") from None
+    return op.spec_from_call(call, common, get)
 
 
 def pack_params(spec: KernelSpec, w=None, w_zero=None, bias=None, m0=None,
@@ -261,35 +227,15 @@ def pack_params(spec: KernelSpec, w=None, w_zero=None, bias=None, m0=None,
 
     w: conv / pointwise OHWI (Cout, KH, KW, Cin); depthwise (C, KH, KW, 1) as in the
     Relax op (or already (KH, KW, C)); linear (N, K). Values in the w_bits range (signed
-    if w_signed). Returns {"w", "w_zero", "bias", "m0", "n0"} (avg_pool: m0, n0; add: {}).
+    if w_signed). Returns {"w", "w_zero", "bias", "m0", "n0"} (avg_pool: m0, n0; add: {});
+    each operator's `pack_params` face does the work.
     """
-    if spec.kind == "add":
-        return {}
-    if spec.kind == "avg_pool":
-        return {"m0": ("int32_t", _le(m0, "<i4", 1, "m0")),
-                "n0": ("int8_t", _le(n0, "i1", 1, "n0"))}
-    n_out = spec.out_shape[-1]
-    w = np.asarray(w, np.int64)
-    if spec.kind == "depthwise" and w.ndim == 4:
-        w = np.transpose(w[..., 0], (1, 2, 0))      # (C, KH, KW, 1) -> (KH, KW, C)
-    want = _weight_shape(spec)
-    if w.shape != want:
-        raise ModelError(f"kernel {spec.name}: weights of shape {w.shape}, expected {want}")
-    lo, hi = _range(spec.w_bits, spec.w_signed)
-    if w.size and (w.min() < lo or w.max() > hi):
-        raise ModelError(f"kernel {spec.name}: weights outside [{lo}, {hi}]")
-    wb = pack(w, spec.w_bits).tobytes()
-    if spec.kind in kernel_dsp.GEMM_KINDS and kernel_dsp.gemm_layout(spec)[0] % 4:
-        wb += bytes(3)      # the assembly reads each row's last, partial word whole
-    return {"w": ("uint8_t", wb),
-            "w_zero": (("int8_t", _le(w_zero, "i1", n_out, "w_zero")) if spec.w_signed
-                       else ("uint8_t", _le(w_zero, "u1", n_out, "w_zero"))),
-            "bias": ("int32_t", _le(bias, "<i4", n_out, "bias")),
-            "m0": ("int32_t", _le(m0, "<i4", n_out, "m0")),
-            "n0": ("int8_t", _le(n0, "i1", n_out, "n0"))}
+    consts = [v for v in (w, w_zero, bias, m0, n0) if v is not None]
+    return ops.for_kernel(spec.kind).pack_params(spec, consts)
 
 
-def _le(values, dtype: str, n: int, what: str) -> bytes:
+def int_le_bytes(values, dtype: str, n: int, what: str) -> bytes:
+    """`n` integers (or one, repeated) as little-endian `dtype`, range-checked."""
     v = np.broadcast_to(np.asarray(values, np.int64).ravel(), (n,)) if np.size(values) == 1 \
         else np.asarray(values, np.int64).ravel()
     if v.shape != (n,):
@@ -300,16 +246,7 @@ def _le(values, dtype: str, n: int, what: str) -> bytes:
     return v.astype(dtype).tobytes()
 
 
-def _weight_shape(spec: KernelSpec) -> tuple:
-    k, cin, cout = spec.kernel, spec.in_shape[-1], spec.out_shape[-1]
-    if spec.kind == "linear":
-        return (cout, cin)
-    if spec.kind == "depthwise":
-        return (k, k, cin)
-    return (cout, k, k, cin)
-
-
-def _range(bits: int, signed: bool) -> tuple[int, int]:
+def value_range(bits: int, signed: bool) -> tuple[int, int]:
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
@@ -317,8 +254,17 @@ def _tag(bits: int, signed: bool) -> str:
     return ("s" if signed else "u") + str(bits)
 
 
+_LATE_FIELDS = {"window": (), "requant": False}
+
+
+def _fields(spec: KernelSpec) -> dict:
+    """The spec's fields, without the late fields that hold their default."""
+    return {k: v for k, v in asdict(spec).items()
+            if k not in _LATE_FIELDS or v != _LATE_FIELDS[k]}
+
+
 def _banner(spec: KernelSpec, name: str) -> str:
-    fields = ", ".join(f"{k}={v}" for k, v in asdict(spec).items() if k != "suffix")
+    fields = ", ".join(f"{k}={v}" for k, v in _fields(spec).items() if k != "suffix")
     return (f"/* {name}: generated by tvm_mpq.codegen.kernels (TVM TIR -> C); do not edit.\n"
             f" * {fields}\n"
             " * Layouts and ABI: see the tvm_mpq.codegen.kernels docstring. */")
@@ -328,28 +274,21 @@ def _validate(s: KernelSpec) -> None:
     def bad(msg):
         raise ModelError(f"kernel spec ({s.kind} {s.suffix or ''}): {msg}")
 
-    if s.kind not in KINDS:
-        bad(f"unknown kind {s.kind!r}; expected one of {KINDS}")
+    try:
+        op = ops.for_kernel(s.kind)
+    except ops.MissingFace:
+        kinds = tuple(k for o in ops.all_ops() for k in o.kernel_kinds)
+        bad(f"unknown kind {s.kind!r}; expected one of {kinds}")
     if not 0 <= s.acc_shift <= 16:
         bad(f"acc_shift {s.acc_shift} outside 0..16")
     for what, b in (("in_bits", s.in_bits), ("out_bits", s.out_bits), ("w_bits", s.w_bits),
                     ("b_bits", s.b_bits)):
         if b not in BITS:
             bad(f"{what}={b} not in {BITS}")
-    lo, hi = _range(s.out_bits, s.out_signed)
+    lo, hi = value_range(s.out_bits, s.out_signed)
     if not lo <= s.q_min <= s.q_max <= hi:
         bad(f"[q_min, q_max] = [{s.q_min}, {s.q_max}] outside the output range [{lo}, {hi}]")
-    if s.kind == "linear":
-        if len(s.in_shape) != 2 or len(s.out_shape) != 2 or s.in_shape[0] != 1 \
-                or s.out_shape[0] != 1:
-            bad(f"linear shapes must be (1, K) -> (1, N), got {s.in_shape} -> {s.out_shape}")
-    elif s.kind == "add":
-        if s.in_shape != s.out_shape or s.in_shape[0] != 1:
-            bad(f"add shapes must be equal with batch 1: {s.in_shape} -> {s.out_shape}")
-        if not 1 <= s.shift <= 62:
-            bad(f"shift={s.shift} outside [1, 62]")
-    else:
-        _validate_window(s, bad)
+    op.validate_spec(s, bad)
     if min(s.in_shape + s.out_shape) < 1:
         bad(f"empty shape {s.in_shape} -> {s.out_shape}")
     if s.schedule and not kernel_dsp.valid_schedule(s, dict(s.schedule)):
@@ -357,17 +296,13 @@ def _validate(s: KernelSpec) -> None:
             f"({kernel_dsp.CONSTRAINTS})")
 
 
-def _validate_window(s: KernelSpec, bad) -> None:
+def validate_window(s: KernelSpec, bad, cout: int) -> None:
+    """The checks of a windowed NHWC kernel (conv, pooling) with `cout` output channels."""
     if len(s.in_shape) != 4 or len(s.out_shape) != 4 or s.in_shape[0] != 1:
         bad(f"NHWC batch-1 shapes expected, got {s.in_shape} -> {s.out_shape}")
     if s.kernel < 1 or s.stride < 1 or s.pad < 0:
         bad(f"kernel={s.kernel} stride={s.stride} pad={s.pad}")
-    if s.kind == "avg_pool" and s.pad:
-        bad("average pooling has no padding")
-    if s.kind == "pointwise" and (s.kernel != 1 or s.pad):
-        bad("pointwise means kernel 1, pad 0")
     _, h, w, c = s.in_shape
     ho, wo = (h + 2 * s.pad - s.kernel) // s.stride + 1, (w + 2 * s.pad - s.kernel) // s.stride + 1
-    cout = c if s.kind in ("depthwise", "avg_pool") else s.out_shape[3]
     if s.out_shape != (1, ho, wo, cout) or ho < 1 or wo < 1:
         bad(f"output shape {s.out_shape}, expected {(1, ho, wo, cout)}")

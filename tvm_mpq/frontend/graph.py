@@ -1,9 +1,10 @@
 """The project's own layer view of an ONNX model.
 
-A `LayerGraph` is the list of compute layers in execution order: conv, depthwise,
-pointwise, linear, pool and add, with their activation tensors (NCHW shapes, batch 1),
-weight shapes, parameter counts and MACs. Glue nodes (batch-norm, ReLU/ReLU6, reshape,
-flatten, Quantize/DequantizeLinear) are folded into the layer they follow or feed.
+A `LayerGraph` is the list of compute layers in execution order, each made by the
+operator that recognises its ONNX node (`Operator.from_onnx`, tvm_mpq/ops/), with its
+activation tensors (NCHW shapes, batch 1), weight shapes, parameter counts and MACs. Glue
+nodes (batch-norm, ReLU/ReLU6, reshape, flatten, Quantize/DequantizeLinear) are folded into
+the layer they follow or feed.
 
 This is what the memory planner, the reports and the code generator reason about;
 anything the flow cannot compile is rejected here, with the node's name.
@@ -17,22 +18,19 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .. import ops
 from ..errors import ModelError, UnsupportedOpError
 from ..reference.packing import int_range
 
-WEIGHT_KINDS = ("conv", "depthwise", "pointwise", "linear")
-LAYER_KINDS = WEIGHT_KINDS + ("pool", "add")
 # Nodes that ride along with a compute layer (no arithmetic of their own on the target).
 GLUE_OPS = {"BatchNormalization", "Relu", "Clip", "Flatten", "Reshape", "Squeeze",
             "Identity", "QuantizeLinear", "DequantizeLinear"}
-COMPUTE_OPS = {"Conv", "Gemm", "MatMul", "GlobalAveragePool", "AveragePool", "Add"}
-SUPPORTED_STRIDES = (1, 2)
 
 
 @dataclass
 class Layer:
     name: str                      # the ONNX node name of the compute node
-    kind: str                      # one of LAYER_KINDS
+    kind: str                      # a layer kind of a registered operator (ops.for_kind)
     inputs: list[str]              # activation tensor ids consumed
     output: str                    # activation tensor id produced
     in_shape: tuple[int, ...]      # NCHW (or NC for linear), batch 1
@@ -45,6 +43,7 @@ class Layer:
     stride: int = 1
     pad: int = 0
     nodes: list[str] = field(default_factory=list)  # all ONNX nodes folded into this layer
+    attrs: dict = field(default_factory=dict)       # operator-specific attributes
 
     @property
     def n_params(self) -> int:
@@ -60,7 +59,7 @@ class Layer:
 
     @property
     def has_weights(self) -> bool:
-        return self.kind in WEIGHT_KINDS
+        return ops.for_kind(self.kind).has_weights
 
     @property
     def out_channels(self) -> int:
@@ -142,6 +141,39 @@ class _Analyzer:
                                      "output (constant or unsupported producer)")
         return self.alias[tensor]
 
+    @staticmethod
+    def attrs(node: onnx.NodeProto) -> dict:
+        return _attrs(node)
+
+    def io(self, node: onnx.NodeProto) -> tuple[str, tuple, tuple]:
+        """(activation id of the first input, its shape, the output's shape)."""
+        out_shape = self.shape(node.output[0], node)
+        x = self.act(node.input[0], node)
+        return x, self.shape(node.input[0], node), out_shape
+
+    def image_io(self, node: onnx.NodeProto) -> tuple[str, tuple, tuple]:
+        """`io` for operators on NCHW images (refuses any other rank)."""
+        x, in_shape, out_shape = self.io(node)
+        if len(in_shape) != 4:
+            raise UnsupportedOpError(node.name, node.op_type, f"input of shape "
+                                     f"{list(in_shape)} (only NCHW images)")
+        return x, in_shape, out_shape
+
+    def weights(self, node: onnx.NodeProto) -> tuple[np.ndarray, int]:
+        """(weights, bias count) of a weight operator: inputs 1 and 2 must be constants
+        (behind QDQ, Identity or Cast nodes too), the bias 1-D, the weights finite."""
+        op = node.op_type
+        w = self.const_array(node.input[1]) if len(node.input) > 1 else None
+        if w is None:
+            raise UnsupportedOpError(node.name, op, "weights must be constant initializers")
+        bias = self.const_array(node.input[2]) if len(node.input) > 2 and node.input[2] \
+            else None
+        if bias is not None and bias.ndim != 1:
+            raise UnsupportedOpError(node.name, op, f"bias of shape {bias.shape}")
+        if not np.all(np.isfinite(w.astype(np.float64))):
+            raise ModelError(f"node '{node.name}' ({op}): weights contain NaN or Inf")
+        return w, 0 if bias is None else int(bias.size)
+
     def const_array(self, tensor: str) -> np.ndarray | None:
         # Follow DequantizeLinear/Identity/Cast back to an initializer (the stored weights).
         seen = 0
@@ -177,8 +209,8 @@ def build_layer_graph(model: onnx.ModelProto) -> LayerGraph:
             continue
         if op in GLUE_OPS:
             _glue(a, node, layers)
-        elif op in COMPUTE_OPS:
-            layer = _compute(a, node)
+        elif ops.for_onnx(op) is not None:
+            layer = ops.for_onnx(op).from_onnx(a, node)
             layers.append(layer)
             a.alias[node.output[0]] = layer.output
         else:
@@ -326,7 +358,7 @@ def _glue(a: _Analyzer, node: onnx.NodeProto, layers: list[Layer]) -> None:
         if lo is not None and float(np.ravel(lo)[0]) < 0:
             raise UnsupportedOpError(node.name, op, f"clip minimum {np.ravel(lo)[0]} < 0 (only "
                                      "ReLU-like clips, min >= 0, are supported)")
-    if op == "BatchNormalization" and (owner is None or owner.kind not in WEIGHT_KINDS):
+    if op == "BatchNormalization" and (owner is None or not owner.has_weights):
         raise UnsupportedOpError(node.name, op, "batch-norm must follow a conv or linear layer")
     if op in ("Reshape", "Flatten", "Squeeze"):
         shp = a.shape(node.output[0], node)
@@ -338,108 +370,3 @@ def _glue(a: _Analyzer, node: onnx.NodeProto, layers: list[Layer]) -> None:
             owner.n_bias = owner.out_channels   # BN becomes a per-channel bias on the device
     for o in node.output[:1]:
         a.alias[o] = src
-
-
-def _compute(a: _Analyzer, node: onnx.NodeProto) -> Layer:
-    op, at = node.op_type, _attrs(node)
-    out_shape = a.shape(node.output[0], node)
-    if op == "Add":
-        ins = [a.act(t, node) for t in node.input]
-        s0, s1 = (a.shape(t, node) for t in node.input)
-        if s0 != s1:
-            raise UnsupportedOpError(node.name, op, f"broadcasting add {s0} + {s1}")
-        return Layer(node.name, "add", ins, node.output[0], s0, out_shape,
-                     macs=int(np.prod(out_shape)), nodes=[node.name])
-    x = a.act(node.input[0], node)
-    in_shape = a.shape(node.input[0], node)
-    if op in ("GlobalAveragePool", "AveragePool", "Conv") and len(in_shape) != 4:
-        raise UnsupportedOpError(node.name, op, f"input of shape {list(in_shape)} (only NCHW "
-                                 "images)")
-    if op in ("GlobalAveragePool", "AveragePool"):
-        if op == "AveragePool":
-            k = at.get("kernel_shape", [1, 1])
-            if list(at.get("pads", [0, 0, 0, 0])) != [0] * 4 or at.get("count_include_pad", 0):
-                raise UnsupportedOpError(node.name, op, "padded average pooling")
-            if k[0] != k[1] or len(set(at.get("strides", [1, 1]))) != 1:
-                raise UnsupportedOpError(node.name, op, f"non-square pooling {k}")
-            kernel, stride = int(k[0]), int(at.get("strides", [1, 1])[0])
-        else:
-            kernel, stride = int(in_shape[2]), 1
-        want = [1, in_shape[1]] + [(d - kernel) // stride + 1 if op == "AveragePool" else 1
-                                   for d in in_shape[2:]]
-        if kernel < 1 or stride < 1 or list(out_shape) != want:
-            raise ModelError(f"node '{node.name}' ({op}): output shape {list(out_shape)}, "
-                             f"expected {want} (kernel {kernel}, stride {stride})")
-        macs = int(np.prod(out_shape)) * kernel * kernel
-        return Layer(node.name, "pool", [x], node.output[0], in_shape, out_shape,
-                     macs=macs, kernel=kernel, stride=stride, nodes=[node.name])
-    w = a.const_array(node.input[1]) if len(node.input) > 1 else None
-    if w is None:
-        raise UnsupportedOpError(node.name, op, "weights must be constant initializers")
-    bias = a.const_array(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-    if bias is not None and bias.ndim != 1:
-        raise UnsupportedOpError(node.name, op, f"bias of shape {bias.shape}")
-    if not np.all(np.isfinite(w.astype(np.float64))):     # also behind QDQ or Cast nodes
-        raise ModelError(f"node '{node.name}' ({op}): weights contain NaN or Inf")
-    n_bias = 0 if bias is None else int(bias.size)
-    if op == "Conv":
-        return _conv(node, at, x, in_shape, out_shape, w, n_bias)
-    # Gemm / MatMul: a fully connected layer on a flat vector.
-    if len(in_shape) != 2 or w.ndim != 2:
-        raise UnsupportedOpError(node.name, op, f"only (1, K) x (K, N) products, got {in_shape}")
-    if op == "Gemm":
-        if at.get("transA", 0) or at.get("alpha", 1.0) != 1.0 or at.get("beta", 1.0) != 1.0:
-            raise UnsupportedOpError(node.name, op, "transA/alpha/beta other than defaults")
-        k_in, n_out = (w.shape[1], w.shape[0]) if at.get("transB", 0) else w.shape
-    else:
-        k_in, n_out = w.shape
-    if k_in != in_shape[1] or (n_bias and n_bias != n_out):
-        raise ModelError(f"node '{node.name}' ({op}): weights {list(w.shape)} (bias "
-                         f"{n_bias}) do not fit the input {list(in_shape)}")
-    return Layer(node.name, "linear", [x], node.output[0], in_shape, out_shape,
-                 weight_shape=tuple(w.shape), n_weights=int(w.size), n_bias=n_bias,
-                 macs=int(k_in * n_out), nodes=[node.name])
-
-
-def _conv(node, at, x, in_shape, out_shape, w, n_bias) -> Layer:
-    op = node.op_type
-    if w.ndim != 4:
-        raise UnsupportedOpError(node.name, op, f"only 2-D convolutions (weights {w.shape})")
-    cout, cin_g, kh, kw = w.shape
-    cin = in_shape[1]
-    group = int(at.get("group", 1))
-    if at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise UnsupportedOpError(node.name, op, "auto_pad (use explicit pads)")
-    if any(d != 1 for d in at.get("dilations", [1, 1])):
-        raise UnsupportedOpError(node.name, op, f"dilations {list(at['dilations'])}")
-    if kh != kw:
-        raise UnsupportedOpError(node.name, op, f"non-square kernel {kh}x{kw}")
-    strides = list(at.get("strides", [1, 1]))
-    if strides[0] != strides[1] or strides[0] not in SUPPORTED_STRIDES:
-        raise UnsupportedOpError(node.name, op, f"strides {strides} (supported: 1 or 2, square)")
-    pads = list(at.get("pads", [0, 0, 0, 0]))
-    if len(set(pads)) != 1:
-        raise UnsupportedOpError(node.name, op, f"asymmetric pads {pads}")
-    if group < 1 or cin_g * group != cin:
-        raise ModelError(f"node '{node.name}' ({op}): weights {list(w.shape)} with group={group} "
-                         f"take {cin_g * group} input channels, the input has {cin}")
-    if n_bias and n_bias != cout:
-        raise ModelError(f"node '{node.name}' ({op}): {n_bias} biases for {cout} output channels")
-    if list(at.get("kernel_shape", [kh, kw])) != [kh, kw]:
-        raise ModelError(f"node '{node.name}' ({op}): kernel_shape {list(at['kernel_shape'])} "
-                         f"differs from the weights' {kh}x{kw}")
-    want = [(d + 2 * pads[0] - kh) // strides[0] + 1 for d in in_shape[2:]]
-    if list(out_shape) != [1, cout] + want:
-        raise ModelError(f"node '{node.name}' ({op}): output shape {list(out_shape)}, expected "
-                         f"{[1, cout] + want} from the input, weights, pads and strides")
-    if group == 1:
-        kind = "pointwise" if kh == 1 and pads[0] == 0 else "conv"
-    elif group == cin and cin_g == 1 and cout == cin:
-        kind = "depthwise"
-    else:
-        raise UnsupportedOpError(node.name, op, f"group={group} (only 1 or depthwise with "
-                                 "channel multiplier 1)")
-    macs = int(np.prod(out_shape)) * cin_g * kh * kw
-    return Layer(node.name, kind, [x], node.output[0], in_shape, out_shape,
-                 weight_shape=tuple(w.shape), n_weights=int(w.size), n_bias=n_bias, macs=macs,
-                 kernel=int(kh), stride=int(strides[0]), pad=int(pads[0]), nodes=[node.name])

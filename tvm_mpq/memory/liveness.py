@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from .. import ops
 from .plan import INPUT_BITS, Plan, packed_bytes
 
 
@@ -75,20 +76,10 @@ def live_tensors(graph) -> list[list[str]]:
 
 
 def scratch_bytes(layer) -> int:
-    """Estimated kernel scratch (bytes) of one layer, CMix-NN/CMSIS-NN style.
-
-    - conv, depthwise: an im2col buffer of one receptive field in int16:
-      kernel * kernel * in_channels * 2
-    - pointwise: one input pixel widened to int16: in_channels * 2
-    - linear: the input vector widened to int16: in_features * 2
-    - pool, add: 0
-    """
-    cin = layer.in_shape[1]
-    if layer.kind in ("conv", "depthwise"):
-        return layer.kernel * layer.kernel * cin * 2
-    if layer.kind in ("pointwise", "linear"):
-        return cin * 2
-    return 0
+    """Estimated kernel scratch (bytes) of one layer, CMix-NN/CMSIS-NN style: what its
+    operator declares (`Operator.plan_scratch_bytes`; e.g. conv: one receptive field of
+    im2col in int16; pooling and add: 0)."""
+    return ops.for_kind(layer.kind).plan_scratch_bytes(layer)
 
 
 ScratchFn = Callable[[object], int]

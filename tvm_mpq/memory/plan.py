@@ -10,7 +10,8 @@ later steps (retraining, integer conversion, code generation). See docs/plan.md.
                  "n_weights", "out_channels", "weight_bytes", "param_bytes", "act_bytes",
                  "in_from", "n_in", "n_out"}]}
 
-`layers` lists the weight layers (conv, depthwise, pointwise, linear) in execution order.
+`layers` lists the weight layers (the kinds of operators with weights: conv, depthwise,
+pointwise, linear) in execution order.
 `in_from` (optional on input, always written) names the weight layer whose output
 precision this layer's input carries (pool/add layers pass a precision through), or is
 null for the network input; when absent the plan is read as a chain (`in_from` = the
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from .. import ops
 from ..errors import PlanError
 
 SCHEMA = "tvm-mpq.plan/1"
@@ -29,7 +31,6 @@ SCHEMES = ("mixpl", "mixpc")
 RAM_MODELS = ("chain", "liveness")
 BITS = (8, 4, 2)
 INPUT_BITS = 8
-KIND_LETTER = {"conv": "C", "depthwise": "D", "pointwise": "P", "linear": "F"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ class LayerPlan:
     @property
     def bits_code(self) -> str:
         """e.g. `P428`: kind letter, then input/output/weight bits."""
-        return f"{KIND_LETTER[self.kind]}{self.in_bits}{self.out_bits}{self.w_bits}"
+        return f"{ops.letters()[self.kind]}{self.in_bits}{self.out_bits}{self.w_bits}"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -198,9 +199,9 @@ def plan_from_json(obj, graph=None) -> Plan:
                                 f"({type(lo[key]).__name__})")
         if lo["name"] in out_bits:
             raise PlanError(f"{where}: duplicate layer name")
-        if lo["kind"] not in KIND_LETTER:
+        if lo["kind"] not in ops.letters():
             raise PlanError(f"{where}: kind '{lo['kind']:.40}' not in "
-                            f"{', '.join(KIND_LETTER)}")
+                            f"{', '.join(ops.letters())}")
         for key in ("in_bits", "out_bits", "w_bits"):
             if lo[key] not in BITS:
                 raise PlanError(f"{where}: {key} = {lo[key]} is not one of 8, 4, 2")

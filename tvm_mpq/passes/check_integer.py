@@ -6,21 +6,20 @@ op (and the ONNX node when the op carries one). Changes nothing.
 
 from __future__ import annotations
 
+from .. import ops
 from .. import tvm_adapter as ta
 from ..errors import ModelError
 
-ALLOWED_OPS = {"mpq.conv2d_icn", "mpq.linear_icn", "mpq.avg_pool_icn", "mpq.add_icn",
-               "relax.reshape"}
-
 
 def check_integer_only(mod) -> None:
+    allowed = set(ops.mpq_ops()) | {"relax.reshape"}
     func = mod["main"]
     for p in func.params:
         _check_dtype(p, f"input '{p.name}'")
     for var, val in ta.function_bindings(func):
         if ta.is_call(val):
             name = val.op.name
-            if name not in ALLOWED_OPS:
+            if name not in allowed:
                 raise ModelError(f"a non-integer op remains after conversion: {name}")
         _check_dtype(var, f"tensor '{var.name}'")
 

@@ -10,15 +10,16 @@ become function attributes), and every chain
     dequantize(x_q) -> conv2d | depthwise | matmul (dequantize(w_q)) [+ bias]
         [-> batch_norm] [-> relu | max/min clamp] -> quantize -> mpq.precision
 
-becomes one `mpq.conv2d_icn` / `mpq.linear_icn` (int32 accumulation with zero points,
-batch-norm moved into the per-channel ICN multiplier and bias, method.md section 3);
-`mean` over H, W (global average pooling) becomes `mpq.avg_pool_icn`, the add of two
-dequantized tensors `mpq.add_icn`, and a reshape of a dequantized tensor an integer
-reshape. The function returns the quantized logits (the float `dequantize` at the exit is
+becomes the integer op of the operator that registered the float op at its root
+(`Operator.relax_patterns`, `Operator.legalize` in tvm_mpq/ops/): conv2d and matmul become
+`mpq.conv2d_icn` / `mpq.linear_icn` (int32 accumulation with zero points, batch-norm moved
+into the per-channel ICN multiplier and bias, docs/quantization.md), `mean` over H, W
+`mpq.avg_pool_icn`, max pooling `mpq.max_pool`, the add of two dequantized tensors
+`mpq.add_icn`; a reshape of a dequantized tensor becomes an integer reshape. The function returns the quantized logits (the float `dequantize` at the exit is
 dropped; attributes keep its scale and zero point). Layer names come from the ONNX nodes.
 
 Invariants: the result has no float tensor (`CheckIntegerOnly` verifies it); the integer
-semantics equal `tvm_mpq.reference.ops` (the golden model) by construction of the ops.
+semantics equal the operators' golden models by construction of the ops.
 Anything that does not fit a pattern raises a ModelError naming the ONNX node.
 """
 
@@ -29,13 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import ops
 from .. import tvm_adapter as ta
 from ..errors import ModelError
 from ..reference.packing import int_range
 from ..reference.icn import quantize_multiplier, quantize_multipliers
 from .ops import make_call
 
-ADD_SHIFT_BITS = 20        # residual add: |k_a|, |k_b| < 2^20
 MAX_ACC_SHIFT = 12         # bias fractional bits (reference.ops: acc_shift)
 
 
@@ -48,6 +49,7 @@ class QAct:
     bits: int
     signed: bool
     node: str
+    flat_from: tuple | None = None   # (H, W, C) of the NHWC map this (1, K) flattens
 
     @property
     def q_range(self) -> tuple[int, int]:
@@ -146,11 +148,17 @@ class _Legalizer:
             a = self.act_input(e.args[0])
             shape = ta.static_shape(e)
             old = ta.static_shape(a.var)
+            flat = None
             if len(old) == 4 and (old[1] != 1 or old[2] != 1):
-                raise ModelError(f"node '{a.node}': flattening a {old[1]}x{old[2]} feature map "
-                                 "is not supported (only 1x1 after global pooling)")
+                # NHWC data flattened in NHWC order; the consuming linear layer permutes its
+                # weights from ONNX's NCHW order (Operator linear)
+                if len(shape) != 2 or (old[3] * a.bits) % 8:
+                    raise ModelError(f"node '{a.node}': flattening a {old[1]}x{old[2]}x"
+                                     f"{old[3]} feature map at {a.bits} bits into {list(shape)}"
+                                     " (supported: into (1, K), with whole bytes per pixel)")
+                flat = tuple(old[1:])
             v = self.bb.emit(self.relax.op.reshape(a.var, shape))
-            return QAct(v, a.scale, a.zero, a.bits, a.signed, a.node)
+            return QAct(v, a.scale, a.zero, a.bits, a.signed, a.node, a.flat_from or flat)
         raise ModelError("a layer consumes a float tensor that is not a dequantized quantized "
                          f"tensor ({self._describe(e)}): insert Q/DQ or quantize this op")
 
@@ -269,14 +277,9 @@ class _Legalizer:
             q_max = min(q_max, z_o + int(round(hi / s_o)))
         if q_min > q_max:
             raise ModelError(f"node '{node}': empty output range")
-        if ta.is_call(e, "relax.nn.conv2d"):
-            out.var = self.conv(e, bias, bn, out, q_min, q_max)
-        elif ta.is_call(e, "relax.matmul"):
-            out.var = self.linear(e, bias, bn, out, q_min, q_max)
-        elif ta.is_call(e, "relax.mean") and bias is None and bn is None:
-            out.var = self.pool(e, out, q_min, q_max)
-        elif ta.is_call(e, "relax.add") and bias is None and bn is None:
-            out.var = self.add(e, out, q_min, q_max)
+        op = ops.for_relax(getattr(e.op, "name", "")) if ta.is_call(e) else None
+        if op is not None and (op.has_weights or (bias is None and bn is None)):
+            out.var = op.legalize(self, e, (bias, bn), out, q_min, q_max)
         elif (ta.is_call(e, "relax.reshape") or ta.is_call(e, "relax.dequantize")) \
                 and bias is None and bn is None:
             a = self.act_input(e)
@@ -286,7 +289,7 @@ class _Legalizer:
                 raise ModelError(f"node '{node}': a standalone requantization or activation "
                                  "between quantized layers is not supported (fuse it into the "
                                  "preceding conv/linear layer)")
-            out.var = a.var
+            out.var, out.flat_from = a.var, a.flat_from
         elif bias is not None or bn is not None:
             raise ModelError(f"node '{node}': batch-norm or bias on a tensor that is not a conv "
                              "or linear output (a float op between quantized layers)")
@@ -295,7 +298,9 @@ class _Legalizer:
                              f"{self._describe(e)}, which the integer flow does not support")
         return out
 
-    def _icn_params(self, what, x: QAct, w: QWeight, bias, bn, out: QAct):
+    def icn_params(self, what, x: QAct, w: QWeight, bias, bn, out: QAct):
+        """(bias_q int32, m0, n0, acc_shift) of a weight layer: batch-norm moved into the
+        per-channel multiplier and bias, the bias fractional bits chosen (reference.ops)."""
         n_out = w.q.shape[0]
         s_w = w.scale
         b = np.zeros(n_out) if bias is None else np.broadcast_to(bias, (n_out,)).astype(np.float64)
@@ -324,104 +329,34 @@ class _Legalizer:
                 2.0 ** (shift + 1) < 2.0 ** 31 - 1:
             shift += 1
         bias_q = np.rint(b_acc * 2.0 ** shift)
-        m0, n0 = _multipliers(what, m / 2.0 ** shift)
+        m0, n0 = icn_multipliers(what, m / 2.0 ** shift)
         bound = raw * 2.0 ** shift + np.max(np.abs(bias_q), initial=0)
         if bound >= 2**31:
             raise ModelError(f"{what}: the int32 accumulator could overflow "
                              f"(bound {bound:.3g}); reduce the bias or the layer size")
         return bias_q.astype(np.int32), m0, n0.astype(np.int32), shift
 
-    def _name(self, kind: str, node: str) -> str:
+    def layer_name(self, kind: str) -> str:
+        """The name of the next integer op: the ONNX compute node's, else kind_index."""
         i = len(self.layers)
         return self.layer_names[i] if i < len(self.layer_names) else f"{kind}_{i}"
 
-    def conv(self, e, bias, bn, out: QAct, q_min, q_max):
-        x = self.act_input(e.args[0])
-        w = self.qweight(e.args[1])
-        a = e.attrs
-        groups = int(a.groups)
-        strides, pads = [int(v) for v in a.strides], [int(v) for v in a.padding]
-        if str(a.data_layout) != "NCHW" or str(a.kernel_layout) != "OIHW":
-            raise ModelError(f"node '{w.node}': conv layout {a.data_layout}/{a.kernel_layout}")
-        if any(int(d) != 1 for d in a.dilation) or len(set(strides)) != 1 or len(set(pads)) != 1:
-            raise ModelError(f"node '{w.node}': dilated, anisotropic or asymmetric convolution")
-        c_in = ta.static_shape(x.var)[3]
-        depthwise = groups > 1
-        if depthwise and not (groups == c_in and w.q.shape[1] == 1 and w.q.shape[0] == c_in):
-            raise ModelError(f"node '{w.node}': grouped convolution with groups={groups}")
-        name = self._name("conv", w.node)
-        bias_q, m0, n0, acc_shift = self._icn_params(f"layer '{name}'", x, w, bias, bn, out)
-        w_ohwi = np.transpose(w.q, (0, 2, 3, 1))
-        w_dtype = np.int8 if w.signed else np.uint8
-        k = w_ohwi.shape[1]
-        kind = "depthwise" if depthwise else ("pointwise" if k == 1 and pads[0] == 0 else "conv")
-        attrs = dict(stride=strides[0], pad=pads[0], depthwise=int(depthwise), z_in=x.zero,
-                     z_out=out.zero, q_min=q_min, q_max=q_max, in_bits=x.bits,
-                     out_bits=out.bits, w_bits=w.bits, w_signed=int(w.signed),
-                     per_channel=int(w.per_channel), acc_shift=acc_shift, name=name, kind=kind,
-                     in_node=x.node,
-                     out_node=out.node)
-        args = [x.var, ta.const(w_ohwi.astype(w_dtype)), ta.const(w.zero.astype(np.int32)),
-                ta.const(bias_q), ta.const(m0), ta.const(n0)]
+    def emit(self, op_name: str, args, attrs: dict):
+        """Emit one integer op call and record its attributes as a layer."""
         self.layers.append(attrs)
-        return self.bb.emit(make_call("mpq.conv2d_icn", args, attrs))
+        return self.bb.emit(make_call(op_name, args, attrs))
 
-    def linear(self, e, bias, bn, out: QAct, q_min, q_max):
-        x = self.act_input(e.args[0])
-        w = self.qweight(e.args[1])
-        if bn is not None:
-            raise ModelError(f"node '{w.node}': batch-norm after a fully connected layer")
-        name = self._name("linear", w.node)
-        bias_q, m0, n0, acc_shift = self._icn_params(f"layer '{name}'", x, w, bias, None, out)
-        attrs = dict(z_in=x.zero, z_out=out.zero, q_min=q_min, q_max=q_max, in_bits=x.bits,
-                     out_bits=out.bits, w_bits=w.bits, w_signed=int(w.signed),
-                     per_channel=int(w.per_channel), acc_shift=acc_shift, name=name,
-                     kind="linear", in_node=x.node,
-                     out_node=out.node)
-        args = [x.var, ta.const(w.q.astype(np.int8 if w.signed else np.uint8)),
-                ta.const(w.zero.astype(np.int32)), ta.const(bias_q), ta.const(m0), ta.const(n0)]
-        self.layers.append(attrs)
-        return self.bb.emit(make_call("mpq.linear_icn", args, attrs))
-
-    def pool(self, e, out: QAct, q_min, q_max):
-        x = self.act_input(e.args[0])
-        axes = sorted(int(v) for v in e.attrs.axis)
-        _, h, w, _ = ta.static_shape(x.var)
-        if axes != [2, 3] or h != w:
-            raise ModelError(f"node '{out.node}': only global average pooling over square maps")
-        name = self._name("pool", out.node)
-        m0, n0 = _multipliers(f"layer '{name}'", x.scale / (out.scale * h * w))
-        attrs = dict(kernel=h, stride=1, z_in=x.zero, z_out=out.zero, q_min=q_min, q_max=q_max,
-                     in_bits=x.bits, out_bits=out.bits, name=name, kind="pool", in_node=x.node,
-                     out_node=out.node)
-        self.layers.append(attrs)
-        return self.bb.emit(make_call("mpq.avg_pool_icn", [
-            x.var, ta.const(np.array([m0], np.int32)), ta.const(np.array([n0], np.int32))], attrs))
-
-    def add(self, e, out: QAct, q_min, q_max):
-        a, b = self.act_input(e.args[0]), self.act_input(e.args[1])
-        ra, rb = a.scale / out.scale, b.scale / out.scale
-        top = max(ra, rb)
-        shift = max(1, min(40, ADD_SHIFT_BITS - max(0, math.ceil(math.log2(top + 1e-30)))))
-        k_a, k_b = int(round(ra * (1 << shift))), int(round(rb * (1 << shift)))
-        name = self._name("add", out.node)
-        if max(k_a, k_b) >= 2**31:
-            raise ModelError(f"layer '{name}': the input scales are {top:.3g} times the output "
-                             "scale; the integer add cannot rescale that (check the scales)")
-        attrs = dict(z_a=a.zero, z_b=b.zero, k_a=k_a, k_b=k_b, shift=shift, z_out=out.zero,
-                     q_min=q_min, q_max=q_max, in_bits=max(a.bits, b.bits), a_bits=a.bits,
-                     b_bits=b.bits, out_bits=out.bits,
-                     name=name, kind="add", in_node=a.node, in_node_b=b.node,
-                     out_node=out.node)
-        self.layers.append(attrs)
-        return self.bb.emit(make_call("mpq.add_icn", [a.var, b.var], attrs))
+    @staticmethod
+    def multipliers(what: str, m):
+        return icn_multipliers(what, m)
 
 
-def _multipliers(what: str, m):
+def icn_multipliers(what: str, m):
     """quantize_multipliers, with a scale combination that ICN cannot express (a multiplier
     >= 2^30, e.g. from a corrupt scale) refused by the layer's name."""
     try:
-        return quantize_multipliers(np.asarray(m)) if np.ndim(m) else quantize_multiplier(float(m))
+        return quantize_multipliers(np.asarray(m)) if np.ndim(m) else \
+            quantize_multiplier(float(m))
     except ValueError as e:
         raise ModelError(f"{what}: requantization {e} (input scale x weight scale / output "
                          "scale; check the model's scales)") from None

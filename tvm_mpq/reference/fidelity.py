@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 
 from .. import tvm_adapter as ta
-from . import ops
+from .. import ops
 
 
 @dataclass
@@ -54,23 +54,12 @@ def _nhwc(a: np.ndarray) -> np.ndarray:
 
 
 def run_single_op(call, inputs: list[np.ndarray]) -> np.ndarray:
-    """Run one integer op of a converted module with the golden model."""
+    """Run one integer op of a converted module with the golden model; `inputs` are its
+    activation operands in order (the constants come from the call)."""
     a = {k: call.attrs[k] for k in call.attrs.keys()}
-    i = {k: int(v) for k, v in a.items() if k not in ("name", "kind") and "node" not in k}
-    c = [ta.constant_numpy(v) for v in call.args if ta.is_constant(v)]
-    name = call.op.name
-    if name == "mpq.conv2d_icn":
-        return ops.conv2d(inputs[0], *c[:3], i["z_in"], i["stride"], i["pad"], c[3], c[4],
-                          i["z_out"], i["q_min"], i["q_max"], depthwise=bool(i["depthwise"]),
-                          acc_shift=i.get("acc_shift", 0))
-    if name == "mpq.linear_icn":
-        return ops.linear(inputs[0].reshape(1, -1), *c[:3], i["z_in"], c[3], c[4], i["z_out"],
-                          i["q_min"], i["q_max"], acc_shift=i.get("acc_shift", 0))
-    if name == "mpq.avg_pool_icn":
-        return ops.avg_pool(inputs[0], i["kernel"], i["stride"], i["z_in"], c[0], c[1],
-                            i["z_out"], i["q_min"], i["q_max"])
-    return ops.add(inputs[0], inputs[1], i["z_a"], i["z_b"], i["k_a"], i["k_b"], i["shift"],
-                   i["z_out"], i["q_min"], i["q_max"])
+    feed = iter(inputs)
+    args = [ta.constant_numpy(v) if ta.is_constant(v) else next(feed) for v in call.args]
+    return ops.for_mpq_op(call.op.name).golden(call.op.name, args, a)
 
 
 def per_layer_fidelity(qdq_model: onnx.ModelProto, mod, x: np.ndarray,

@@ -106,3 +106,14 @@ def accumulator_max(w, w_zero, bias, x_dev: int, acc_shift: int = 0) -> np.ndarr
     bias = np.broadcast_to(np.asarray(bias, np.int64), dev.shape)
     return np.array([int(d) * int(x_dev) * (1 << acc_shift) + abs(int(b))
                      for d, b in zip(dev, bias)], dtype=object)
+
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def check_acc(acc: np.ndarray, what: str) -> np.ndarray:
+    """The accumulators as int64, or OverflowError when one leaves the int32 range (the
+    golden models compute sums in float64, exact below 2^53, and check them here)."""
+    if acc.size and (acc.min() < INT32_MIN or acc.max() > INT32_MAX):
+        raise OverflowError(f"{what}: int32 accumulator overflow")
+    return acc.astype(np.int64)

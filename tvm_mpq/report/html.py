@@ -13,9 +13,13 @@ import html
 import io
 import json
 from pathlib import Path
+from .. import ops
 
-KIND_COLORS = {"conv": "#4c72b0", "depthwise": "#55a868", "pointwise": "#c44e52",
-               "linear": "#8172b2", "avg_pool": "#ccb974", "add": "#64b5cd"}
+
+
+def _color(kind: str) -> str:
+    """The report colour its operator declares for a layer or kernel kind."""
+    return next((op.colors[kind] for op in ops.all_ops() if kind in op.colors), "#999999")
 
 
 def _png(fig) -> str:
@@ -61,12 +65,12 @@ def plot_memory(layers, meta) -> str:
     x = list(range(len(layers)))
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.4))
     flash = [layer["const_bytes"] / 1000 for layer in layers]
-    colors = [KIND_COLORS.get(layer["kind"], "#999999") for layer in layers]
+    colors = [_color(layer["kind"]) for layer in layers]
     a1.bar(x, flash, color=colors)
     from matplotlib.patches import Patch
 
     kinds = sorted({layer["kind"] for layer in layers})
-    a1.legend(handles=[Patch(color=KIND_COLORS.get(k, "#999999"), label=k) for k in kinds],
+    a1.legend(handles=[Patch(color=_color(k), label=k) for k in kinds],
               frameon=False, fontsize=7, loc="upper left")
     a1.set_title(f"FLASH per layer (weights + ICN parameters), total "
                  f"{meta['memory']['const_bytes'] / 1000:.1f} kB")
@@ -123,7 +127,7 @@ def plot_profile(profile, layers) -> str:
            for r in profile["layers"]]
     fig, a1 = plt.subplots(figsize=(11, 3.4))
     x = list(range(len(names)))
-    colors = [KIND_COLORS.get(layer["kind"], "#999999") for layer in layers][:len(names)]
+    colors = [_color(layer["kind"]) for layer in layers][:len(names)]
     a1.bar(x, ins, color=colors)
     a1.set_ylabel("executed instructions (M)")
     a1.set_xticks(x, names, rotation=70, ha="right", fontsize=7)

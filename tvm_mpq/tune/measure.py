@@ -28,7 +28,8 @@ from ..codegen.aot import c_array
 from ..codegen.kernels import Kernel, KernelSpec, generate_kernel, pack_params
 from ..errors import MpqError
 from ..fsutil import write_bytes_atomic, write_text_atomic
-from ..reference import icn, ops
+from .. import ops
+from ..reference import icn
 from ..reference.packing import int_range, pack
 
 
@@ -37,22 +38,14 @@ class MeasureError(MpqError):
     """A trial that could not be measured (wrong output, fault, timeout)."""
 
 
-def _weight_shape(spec: KernelSpec) -> tuple:
-    if spec.kind == "linear":
-        return (spec.out_shape[-1], spec.in_shape[-1])
-    c = spec.in_shape[-1]
-    if spec.kind == "depthwise":
-        return (c, spec.kernel, spec.kernel, 1)
-    return (spec.out_shape[-1], spec.kernel, spec.kernel, c)
-
-
 def layer_data(spec: KernelSpec):
     """(packed input, packed constants, golden packed output) of random data for `spec`."""
     seed = int(hashlib.sha256(spec.digest().encode()).hexdigest()[:8], 16)
     rng = np.random.default_rng(seed)
     lo, hi = int_range(spec.in_bits, spec.in_signed)
     x = rng.integers(lo, hi + 1, spec.in_shape)
-    wshape = _weight_shape(spec)
+    op = ops.for_kernel(spec.kind)
+    wshape = op.relax_weight_shape(spec)
     wlo, whi = int_range(spec.w_bits, spec.w_signed)
     w = rng.integers(wlo, whi + 1, wshape)
     cout = wshape[0]
@@ -76,14 +69,8 @@ def layer_data(spec: KernelSpec):
     m0 = m0.astype(np.int32)
     if icn.ties_possible(m0, n0) != spec.ties:
         raise MeasureError(f"could not draw multipliers with ties={spec.ties} for {spec.name}")
-    q = (spec.z_out, spec.q_min, spec.q_max)
-    if spec.kind == "linear":
-        want = ops.linear(x, w, w_zero, bias, spec.z_in, m0, n0, *q, acc_shift=spec.acc_shift)
-        xp = pack(x, spec.in_bits)
-    else:
-        want = ops.conv2d(x, w, w_zero, bias, spec.z_in, spec.stride, spec.pad, m0, n0, *q,
-                          depthwise=spec.kind == "depthwise", acc_shift=spec.acc_shift)
-        xp = pack(x[0], spec.in_bits)
+    want = op.golden_from_spec(spec, x, w, w_zero, bias, m0, n0)
+    xp = pack(x.reshape(-1, x.shape[-1]), spec.in_bits)
     outp = pack(np.asarray(want).reshape(-1, spec.out_shape[-1]), spec.out_bits)
     return xp.tobytes(), pack_params(spec, w, w_zero, bias, m0, n0), outp.tobytes()
 

@@ -59,7 +59,7 @@ def tunable(spec: KernelSpec) -> bool:
 
 
 def _nest(spec: KernelSpec) -> tuple[int, int, int]:
-    if spec.kind in kernel_dsp.GEMM_KINDS:
+    if kernel_dsp.layout(spec) == "gemm":
         _, n_slots, _ = kernel_dsp.gemm_layout(spec.with_schedule({}))
         _, _, _, ho, wo, cout, _, _, _ = kernel_dsp._dims(spec)
         return ho * wo, cout, n_slots

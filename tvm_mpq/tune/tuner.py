@@ -31,7 +31,7 @@ def work_dir_for(records_path: str | Path) -> Path:
 
 
 def _describe(spec) -> str:
-    if spec.kind == "linear":
+    if len(spec.in_shape) == 2:
         shape = f"{spec.in_shape[-1]}->{spec.out_shape[-1]}"
     else:
         shape = "x".join(map(str, spec.in_shape[1:])) + "->" + "x".join(
