@@ -3,6 +3,7 @@
     conv2d.py    Conv: full, pointwise (1x1) and depthwise         mpq.conv2d_icn
     linear.py    Gemm / MatMul on a flat vector                    mpq.linear_icn
     avg_pool.py  GlobalAveragePool, AveragePool                    mpq.avg_pool_icn
+    max_pool.py  MaxPool                                           mpq.max_pool
     add.py       residual Add                                      mpq.add_icn
 
 Stages look operators up here, by what they hold: an ONNX op type (`for_onnx`), a layer
@@ -17,7 +18,7 @@ import importlib
 
 from .base import MissingFace, Operator
 
-_MODULES = ("conv2d", "linear", "avg_pool", "add")
+_MODULES = ("conv2d", "linear", "avg_pool", "max_pool", "add")
 _OPS: list[Operator] = []
 _LOADED: list[bool] = []
 _BY: dict[str, dict[str, Operator]] = {"onnx": {}, "kind": {}, "mpq": {}, "relax": {},

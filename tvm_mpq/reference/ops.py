@@ -22,7 +22,8 @@ from ..ops.add import add
 from ..ops.avg_pool import avg_pool
 from ..ops.conv2d import conv2d, conv2d_acc
 from ..ops.linear import linear
+from ..ops.max_pool import max_pool
 from .icn import INT32_MAX, INT32_MIN
 
-__all__ = ["add", "avg_pool", "conv2d", "conv2d_acc", "linear", "INT32_MAX",
+__all__ = ["add", "avg_pool", "conv2d", "conv2d_acc", "linear", "max_pool", "INT32_MAX",
            "INT32_MIN"]
