@@ -109,10 +109,13 @@ def from_onnx(model: onnx.ModelProto, graph=None) -> TorchNet:
         graph = build_layer_graph(model)
     g = model.graph
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    for n in g.node:
+    for n in g.node:                # Constant nodes, Identity of constants (torch writes them)
         if n.op_type == "Constant":
-            consts[n.output[0]] = numpy_helper.to_array(
-                helper.get_attribute_value(n.attribute[0]))
+            value = next((a for a in n.attribute if a.name == "value"), None)
+            if value is not None:
+                consts[n.output[0]] = numpy_helper.to_array(value.t)
+        elif n.op_type == "Identity" and n.input[0] in consts:
+            consts[n.output[0]] = consts[n.input[0]]
     dims = list(graph.input_shape)
     if len(dims) != 4 or any(d <= 0 for d in dims[1:]):
         raise ModelError(f"input '{graph.input_name}' must be NCHW with static C, H, W; "
