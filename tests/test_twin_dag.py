@@ -371,3 +371,32 @@ def test_tutorial_cnn_through_the_frontend(tutorial):
     net = from_onnx(tutorial, graph)
     q = _quantized(net, make_plan(graph, "mixpc"))
     _check_qdq_equals_torch(q, synthetic_inputs(q, 8, seed=5))
+
+
+# ---------------------------------------------------------------- chain models unchanged
+
+# sha256 of export_qdq(...).SerializeToString() computed with the chain-only twin before
+# the DAG refactor (same plan, same synthetic calibration): the chain export is unchanged.
+CHAIN_EXPORT_SHA256 = {
+    "mixpl": "5a01ed21577dc227b53b1ab75a5d106f178f584cfa2970ac1d3bd5527b7348fc",
+    "mixpc_alloc": "9b6f14b5ea32ef8cd820ab3f8259b3f5e8b39b53bd83259a0c45546c0eb2bf51",
+}
+
+
+@pytest.mark.parametrize("which", sorted(CHAIN_EXPORT_SHA256))
+def test_chain_export_bytes_are_unchanged(which):
+    import hashlib
+
+    from tvm_mpq.models.zoo import zoo_model
+
+    model = validate(zoo_model("mobilenet_v1_0.25_32"))
+    g = build_layer_graph(model)
+    wl = g.weight_layers
+    plan = make_plan(g, "mixpl", {wl[1].name: 2, wl[4].name: 4},
+                     {wl[2].name: 4, wl[5].name: 2}) if which == "mixpl" else \
+        allocate(g, 120_000, 12_000, "mixpc").to_json()
+    q = from_onnx(model)
+    configure(q, plan)
+    calibrate(q, synthetic_inputs(q, 32, seed=1))
+    digest = hashlib.sha256(export_qdq(q.eval()).SerializeToString()).hexdigest()
+    assert digest == CHAIN_EXPORT_SHA256[which]

@@ -104,8 +104,9 @@ def from_onnx(model: onnx.ModelProto, graph=None) -> TorchNet:
     from .faces import face_for
     from .faces.base import BuildCtx
 
-    if graph is None:
-        model = validate(model)
+    names = {n.name for n in model.graph.node}
+    if graph is None or any(n not in names for la in graph.layers for n in la.nodes):
+        model = validate(model)     # (a graph of another copy: unnamed nodes got names there)
         graph = build_layer_graph(model)
     g = model.graph
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
