@@ -1,7 +1,10 @@
 """tvm_mpq.quant: quantization-aware training and QDQ export (docs/quantization.md).
 
 Modules, in pipeline order:
-  torch_model  float ONNX chain <-> PyTorch twin (`from_onnx`, `to_float_onnx`)
+  torch_model  float ONNX model <-> PyTorch twin, a DAG over the LayerGraph
+               (`from_onnx`, `to_float_onnx`)
+  faces/       one file per operator family: its module, build, quantizers,
+               calibration, LayerQParams and QDQ export (interface: faces/__init__.py)
   qplan        plan dict -> per-layer configs (`read_plan`, `layer_configs`, `make_plan`)
   fake_quant   PACT / weight / input / logit quantizers, `configure(net, plan)`
   calibrate    post-training calibration (`calibrate`, `synthetic_inputs`)

@@ -6,6 +6,8 @@ quantized network really produces:
 
 - activations (PACT clip a): the `percentile` (default 99.99) of the layer's
   pre-activation values, capped at the float model's clip (6 for ReLU6); 100 = max;
+  signed activations (no ReLU: a conv-BN before an add, an add without ReLU): the same
+  percentile of |y|; a residual add's own quantizer from its sum;
 - weights: per layer the min/max of the (folded, for icn=false) weights, per channel
   the channel min/max (that quantizer needs no state);
 - logits: max |logit| (INT8 symmetric scale max/127).
@@ -22,14 +24,15 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .fake_quant import LearnedClipWeightQuant
-from .torch_model import ConvLayer, LinearLayer, PoolLayer, TorchNet
+from .faces import face_of
+from .faces.base import CalibCtx
+from .faces.base import percentile as _percentile  # noqa: F401 - the old name
+from .torch_model import TorchNet
 
 DEFAULT_PERCENTILE = 99.99
 MAX_SAMPLES = 4096
 MIN_SAMPLES = 16
 MAX_ACT_ELEMENTS = 1 << 25          # ~128 MB per float32 activation tensor of the batch
-_MAX_PERCENTILE_VALUES = 1 << 24
 log = logging.getLogger("tvm_mpq")
 
 
@@ -43,22 +46,15 @@ def synthetic_inputs(net: TorchNet, n: int, seed: int = 0) -> np.ndarray:
 @torch.no_grad()
 def _largest_activation(net: TorchNet) -> int:
     """Elements of the largest activation tensor of one sample (call in eval mode)."""
-    h, most = torch.zeros(1, *net.input_shape), 1
-    for m in net.layers:
-        h = m.preact(h.flatten(1) if isinstance(m, LinearLayer) else h) \
-            if not isinstance(m, PoolLayer) else m(h)
-        most = max(most, h.numel())
-    return most
+    most = [1]
 
+    def step(m, xs):
+        y = m(*xs)
+        most[0] = max(most[0], y.numel())
+        return y
 
-def _percentile(y: torch.Tensor, pct: float, seed: int = 0) -> float:
-    v = y.detach().reshape(-1)
-    if pct >= 100.0:
-        return float(v.max())
-    if v.numel() > _MAX_PERCENTILE_VALUES:   # a fixed random subsample keeps it fast
-        g = torch.Generator().manual_seed(seed)
-        v = v[torch.randint(v.numel(), (_MAX_PERCENTILE_VALUES,), generator=g)]
-    return float(np.percentile(v.numpy(), pct))
+    net.run(torch.zeros(1, *net.input_shape), step)
+    return most[0]
 
 
 @torch.no_grad()
@@ -87,29 +83,8 @@ def calibrate(net: TorchNet, x: np.ndarray | torch.Tensor, percentile: float = D
                      "the whole batch runs layer by layer)")
             x = x[:n_max]
         h = net.iq(x) if net.iq is not None else x
-        for m in net.layers:
-            if isinstance(m, PoolLayer):
-                h = m(h)
-                continue
-            if isinstance(m, LinearLayer):
-                h = h.flatten(1)
-            if reset_weights and isinstance(m.wq, LearnedClipWeightQuant):
-                w = m.folded()[0] if isinstance(m, ConvLayer) and m.fold else m.weight
-                m.wq.w_min.copy_(torch.clamp(w.min(), max=0.0))
-                m.wq.w_max.copy_(torch.clamp(w.max(), min=0.0))
-            y = m.preact(h)
-            if isinstance(m, ConvLayer):
-                a = _percentile(y, percentile)
-                if m.act == "clip":
-                    a = min(a, m.clip_max)
-                a = max(a, 1e-2)
-                m.aq.a.copy_(torch.tensor(a))
-                clips[m.name] = a
-                h = m.aq(y)
-            else:
-                m.oq.absmax.copy_(torch.clamp(y.abs().max(), min=1e-6))
-                clips[m.name] = float(m.oq.absmax)
-                h = m.oq(y)
+        ctx = CalibCtx(percentile, reset_weights, clips)
+        net.run(h, lambda m, xs: face_of(m).calibrate(m, xs, ctx))
     finally:
         net.train(was_training)
     return clips
@@ -118,7 +93,7 @@ def calibrate(net: TorchNet, x: np.ndarray | torch.Tensor, percentile: float = D
 @torch.no_grad()
 def calibrate_logits(net: TorchNet, x: torch.Tensor, batch_size: int = 512) -> float:
     """Set the logit scale from max |logit| of the fake-quantized model on `x`."""
-    oq = net.layers[-1].oq
+    oq = net.output_quant()
     was_training = net.training
     net.eval()
     oq.absmax.zero_()               # uncalibrated: passes the logits through

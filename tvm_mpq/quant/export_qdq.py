@@ -1,13 +1,15 @@
 """QDQ ONNX export of a fake-quantized `TorchNet` (conventions: docs/quantization.md).
 
     input -> Q(1/128, 128, UINT8) -> DQ
-    per conv layer L (icn):    DQ(L.weight_q) -> Conv L (no bias) -> BatchNormalization
-                               -> Relu -> Q(L.act_scale, 0, UINT{Q}) -> DQ
-    per conv layer L (folded): DQ(L.weight_q) -> Conv L (bias b', float) -> Relu -> Q -> DQ
-    pool:                      GlobalAveragePool -> Q(same scale/zero point/type as its
-                               input) -> DQ -> Reshape
-    fc:                        DQ(fc.weight_q) -> Gemm (float bias) -> Q(INT8, symmetric)
-                               -> DQ -> logits
+    then every layer, in execution order, as its face writes it (quant/faces/):
+    conv (icn):    DQ(L.weight_q) -> Conv L (no bias) -> BatchNormalization -> [Relu]
+                   -> Q(L.act_scale, 0, UINT{Q} | INT{Q} without Relu) -> DQ
+    conv (folded): DQ(L.weight_q) -> Conv L (bias b', float) -> [Relu] -> Q -> DQ
+    pool:          GlobalAveragePool -> Q(same scale/zero point/type as its input) -> DQ
+    maxpool:       MaxPool -> Q(same as its input) -> DQ
+    add:           DQ(a), DQ(b) -> Add -> [Relu] -> Q(L.act_scale, ...) -> DQ
+    fc:            [Reshape flatten ->] DQ(fc.weight_q) -> Gemm (float bias)
+                   -> Q(INT8, symmetric) -> DQ -> logits
 
 Weights are stored in their real types (UINT8 / UINT4 / UINT2 with a zero point of the
 same type; per-channel: scale and zero-point vectors, axis 0). The opset is 21 unless a
@@ -21,24 +23,18 @@ import json
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
-from .qparams import FORMAT, FORMAT_KEY, PLAN_KEY, QTYPES, LayerQParams, layer_qparams
+from .faces import face_of
+from .faces.base import ExportCtx, f32, int_tensor, qdq_nodes
+from .qparams import FORMAT, FORMAT_KEY, PLAN_KEY, LayerQParams, layer_qparams
 from .torch_model import TorchNet
 
 OPSET = 21
 OPSET_2BIT = 25
 
-
-def _int_tensor(name: str, values: np.ndarray, bits: int, signed: bool = False):
-    """Integers as an initializer of the real ONNX type; sub-byte types are stored packed
-    (raw_data, element 0 in the lowest bits, as the project's kernels pack them)."""
-    np_type = helper.tensor_dtype_to_np_dtype(QTYPES[(bits, signed)])
-    return numpy_helper.from_array(np.asarray(values).astype(np.int64).astype(np_type), name)
-
-
-def _f32(name: str, value) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.asarray(value, np.float32), name)
+# kept for callers of the old names
+_int_tensor, _f32 = int_tensor, f32
 
 
 def qdq_opset(params: list[LayerQParams]) -> int:
@@ -50,59 +46,19 @@ def export_qdq(net: TorchNet, batch: int | None = 1) -> onnx.ModelProto:
     """The QDQ ONNX model of a configured and calibrated `net`; `batch=None` gives a
     symbolic batch dimension (for batched reference runs)."""
     params = layer_qparams(net)
-    nodes: list[onnx.NodeProto] = []
-    inits: list[onnx.TensorProto] = []
-    p0 = params[0]
-    inits += [_f32("input.scale", p0.in_scale),
-              _int_tensor("input.zero_point", np.array(p0.in_zero_point), p0.in_bits)]
-    nodes += [helper.make_node("QuantizeLinear", ["input", "input.scale", "input.zero_point"],
-                               ["input.q"], name="input.quant"),
-              helper.make_node("DequantizeLinear", ["input.q", "input.scale",
-                                                    "input.zero_point"],
-                               ["input.dq"], name="input.dequant")]
-    x, act_qparams = "input.dq", ("input.scale", "input.zero_point")
-    for p in params:
-        if p.kind == "pool":
-            nodes.append(helper.make_node("GlobalAveragePool", [x], [p.name], name=p.name))
-            nodes += _qdq(p.name, p.name, *act_qparams)
-            c = params[-1].w_q.shape[1]
-            inits.append(numpy_helper.from_array(np.array([batch or -1, c], np.int64),
-                                                 "flatten.shape"))
-            nodes.append(helper.make_node("Reshape", [f"{p.name}.dq", "flatten.shape"], ["flat"],
-                                          name=net.flatten_name))
-            x = "flat"
-            continue
-        w = _weights(p, inits, nodes)
-        ins = [x, w]
-        if p.bias is not None:
-            inits.append(_f32(f"{p.name}.bias", p.bias))
-            ins.append(f"{p.name}.bias")
-        if p.kind == "linear":
-            nodes.append(helper.make_node("Gemm", ins, [f"{p.name}.gemm"], name=p.name, transB=1))
-            y = f"{p.name}.gemm"
-            sname, zname = f"{p.name}.out_scale", f"{p.name}.out_zero_point"
-        else:
-            k = int(p.w_q.shape[2])
-            nodes.append(helper.make_node("Conv", ins, [f"{p.name}.conv"], name=p.name,
-                                          kernel_shape=[k, k], strides=[p.stride] * 2,
-                                          pads=[p.pad] * 4, group=p.groups))
-            y = f"{p.name}.conv"
-            if p.icn:
-                bn_ins = [y]
-                for s, v in (("gamma", p.bn_gamma), ("beta", p.bn_beta), ("mean", p.bn_mean),
-                             ("var", p.bn_var)):
-                    inits.append(_f32(f"{p.name}.bn.{s}", v))
-                    bn_ins.append(f"{p.name}.bn.{s}")
-                nodes.append(helper.make_node("BatchNormalization", bn_ins, [f"{p.name}.bn"],
-                                              name=f"{p.name}.bn", epsilon=float(p.bn_eps)))
-                y = f"{p.name}.bn"
-            nodes.append(helper.make_node("Relu", [y], [f"{p.name}.relu"], name=f"{p.name}.relu"))
-            y = f"{p.name}.relu"
-            sname, zname = f"{p.name}.act_scale", f"{p.name}.act_zero_point"
-        inits += [_f32(sname, p.out_scale),
-                  _int_tensor(zname, np.array(p.out_zero_point), p.out_bits, p.out_signed)]
-        nodes += _qdq(p.name, y, sname, zname)
-        x, act_qparams = f"{p.name}.dq", (sname, zname)
+    by_name = {p.name: p for p in params}
+    ctx = ExportCtx(batch)
+    iq = net.iq
+    ctx.inits += [f32("input.scale", iq.scale().numpy()),
+                  int_tensor("input.zero_point", np.array(iq.zero_point), iq.bits)]
+    ctx.nodes += qdq_nodes("input", "input", "input.scale", "input.zero_point")
+    ctx.dq[net.input_name] = "input.dq"
+    ctx.qnames[net.input_name] = ("input.scale", "input.zero_point")
+    for m in net.layers:
+        face_of(m).export(m, by_name.get(m.name), ctx)
+    nodes, inits = ctx.nodes, ctx.inits
+    if nodes[-1].output[0] != ctx.dq[net.output_name]:
+        raise ValueError("the network output is not the last layer's output")
     nodes[-1].output[0] = "logits"
     b = batch if batch is not None else "N"
     graph = helper.make_graph(
@@ -119,20 +75,3 @@ def export_qdq(net: TorchNet, batch: int | None = 1) -> onnx.ModelProto:
     helper.set_model_props(model, {PLAN_KEY: json.dumps(plan), FORMAT_KEY: FORMAT})
     onnx.checker.check_model(model, full_check=True)
     return model
-
-
-def _weights(p: LayerQParams, inits: list, nodes: list) -> str:
-    q, s, z = f"{p.name}.weight_q", f"{p.name}.weight_scale", f"{p.name}.weight_zero_point"
-    inits += [_int_tensor(q, p.w_q, p.w_bits), _f32(s, p.w_scale),
-              _int_tensor(z, p.w_zero_point, p.w_bits)]
-    attrs = {"axis": 0} if p.per_channel else {}
-    nodes.append(helper.make_node("DequantizeLinear", [q, s, z], [f"{p.name}.weight_dq"],
-                                  name=f"{p.name}.weight_dequant", **attrs))
-    return f"{p.name}.weight_dq"
-
-
-def _qdq(name: str, x: str, scale: str, zero_point: str) -> list[onnx.NodeProto]:
-    return [helper.make_node("QuantizeLinear", [x, scale, zero_point], [f"{name}.q"],
-                             name=f"{name}.quant"),
-            helper.make_node("DequantizeLinear", [f"{name}.q", scale, zero_point],
-                             [f"{name}.dq"], name=f"{name}.dequant")]

@@ -11,6 +11,12 @@ model reproduces the PyTorch forward exactly up to the float arithmetic of conv/
   min/max (clamped to include 0).
 - `InputQuant`: the network input, UINT8 scale 1/128 zero point 128.
 - `LogitQuant`: the logits, INT8 symmetric, scale = calibrated max|logit| / 127.
+- `SignedQuant`: activations without a ReLU (a conv-BN before a residual add, an add
+  without ReLU): INT{Q} symmetric, zero point 0, learned clip a (max |x|),
+  S = a / (2^(Q-1) - 1), y = clamp(round(x / S), -2^(Q-1), 2^(Q-1) - 1) * S.
+
+Every quantizer has `bits`, `signed`, `zero_point` and `scale()` (the exported values).
+`configure` walks the layers and lets each layer's face (quant/faces/) attach them.
 """
 
 from __future__ import annotations
@@ -18,9 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ModelError
 from .qplan import LayerQ, layer_configs
-from .torch_model import INPUT_SCALE, INPUT_ZERO_POINT, ConvLayer, LinearLayer, PoolLayer, TorchNet
+from .torch_model import INPUT_BITS, INPUT_SCALE, INPUT_ZERO_POINT, TorchNet
 
 PACT_INIT = 6.0
 PACT_WEIGHT_DECAY = 1e-4
@@ -107,6 +112,8 @@ def asym_quantize(w: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, n: int):
 # ---------------------------------------------------------------- modules
 
 class PACT(nn.Module):
+    signed, zero_point = False, 0
+
     def __init__(self, bits: int, init: float = PACT_INIT):
         super().__init__()
         self.bits = bits
@@ -194,7 +201,7 @@ class PerChannelWeightQuant(nn.Module):
 class InputQuant(nn.Module):
     """The network input: UINT8, scale 1/128, zero point 128 (q == raw pixel)."""
 
-    bits, zero_point = 8, INPUT_ZERO_POINT
+    bits, zero_point, signed = 8, INPUT_ZERO_POINT, False
 
     def scale(self) -> torch.Tensor:
         return torch.tensor(INPUT_SCALE, dtype=torch.float32)
@@ -207,6 +214,8 @@ class InputQuant(nn.Module):
 class LogitQuant(nn.Module):
     """INT8 symmetric logits: scale = absmax / 127 (calibrated), zero point 0. Training
     passes through; evaluation before calibration (absmax == 0) passes through too."""
+
+    signed, zero_point = True, 0
 
     def __init__(self, bits: int = 8):
         super().__init__()
@@ -231,45 +240,101 @@ class LogitQuant(nn.Module):
         return _RoundSTE.apply(y, s, torch.zeros_like(s), -self.qmax - 1, self.qmax)
 
 
+class _SymClipFn(torch.autograd.Function):
+    """Forward: clamp(round(x / S), -n-1, n) * S with S = a / n. Backward: straight-through
+    inside (-a, a); d/da = sum of g * sign(x) where |x| >= a (the gradient of clamp(x, -a, a))."""
+
+    @staticmethod
+    def forward(ctx, x, a, n):
+        s = a / n
+        ctx.save_for_backward(x, a)
+        return torch.clamp(torch.round(x / s), -n - 1, n) * s
+
+    @staticmethod
+    def backward(ctx, g):
+        x, a = ctx.saved_tensors
+        gx = g * (x.abs() < a).to(g.dtype)
+        ga = (g * torch.sign(x) * (x.abs() >= a).to(g.dtype)).sum().reshape(a.shape)
+        return gx, ga, None
+
+
+class SignedQuant(nn.Module):
+    """INT{Q} symmetric activations (no ReLU before them): learned clip a = max |x|
+    (initial 6.0 like PACT, or calibrated), S = a / (2^(Q-1) - 1), zero point 0."""
+
+    signed, zero_point = True, 0
+
+    def __init__(self, bits: int, init: float = PACT_INIT):
+        super().__init__()
+        self.bits = bits
+        self.a = nn.Parameter(torch.tensor(float(init)))
+
+    @property
+    def n(self) -> int:
+        return (1 << (self.bits - 1)) - 1
+
+    def clip(self) -> torch.Tensor:
+        return torch.clamp(self.a, min=1e-3)
+
+    def scale(self) -> torch.Tensor:
+        return (self.clip() / self.n).detach()
+
+    def forward(self, x):
+        return _SymClipFn.apply(x, self.clip(), self.n)
+
+    def requantize(self, y):
+        """Re-quantize with this quantizer's scale and zero point 0 (pooling)."""
+        s = self.scale()
+        return _RoundSTE.apply(y, s, torch.zeros_like(s), -self.n - 1, self.n)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, signed"
+
+
+def activation_quant(bits: int, relu: bool, init: float = PACT_INIT) -> nn.Module:
+    """PACT after a ReLU / Clip(0, M), `SignedQuant` otherwise."""
+    return PACT(bits, init) if relu else SignedQuant(bits, init)
+
+
+def weight_quant(q: LayerQ, w0: torch.Tensor) -> nn.Module:
+    """The plan's weight quantizer: per channel (MixPC) or learned per-layer clips."""
+    if q.per_channel:
+        return PerChannelWeightQuant(q.w_bits)
+    with torch.no_grad():
+        return LearnedClipWeightQuant(q.w_bits, w0.detach())
+
+
 # ---------------------------------------------------------------- configuration
 
 def configure(net: TorchNet, plan: dict) -> dict[str, LayerQ]:
     """Attach the plan's quantizers to `net` (in place) and return its layer configs.
 
-    Weight-quantizer bounds are initialized from the current (float) weights, folded with
-    the current batch-norm statistics for layers with icn=false; PACT clips start at 6.0
-    (or the layer's clip value). Calibrate (`calibrate.calibrate`) or train afterwards."""
+    Each layer's face decides (quant/faces/): weight-quantizer bounds are initialized
+    from the current (float) weights, folded with the current batch-norm statistics for
+    layers with icn=false; PACT / signed clips start at 6.0 (or the layer's clip value);
+    pooling and max pooling reuse their input's quantizer, an add gets its own at the
+    bits of the tensor it carries. Calibrate (`calibrate.calibrate`) or train afterwards."""
+    from ..memory.liveness import tensor_sources
+    from .faces import face_of
+    from .faces.base import QuantCtx
+
     if net.quantized:
         raise ValueError("the model is already quantized")
     cfg = layer_configs(plan, net)
+    wl = net.weight_layers()
+    bits = {t: INPUT_BITS if k is None else cfg[wl[k].name].out_bits
+            for t, k in tensor_sources(net).items()}
     net.iq = InputQuant()
-    prev_aq = None
+    ctx = QuantCtx(cfg, bits, {net.input_name: net.iq}, net.output_name)
     for m in net.layers:
-        if isinstance(m, PoolLayer):
-            m.requant = prev_aq
-            continue
-        q = cfg[m.name]
-        wq_cls = PerChannelWeightQuant if q.per_channel else None
-        if isinstance(m, ConvLayer):
-            if m.act is None:
-                raise ModelError(f"layer '{m.name}' has no ReLU/Clip after it; the unsigned "
-                                 "PACT activations of this flow need one")
-            m.fold = (not q.icn) and m.bn is not None
-            w0 = m.folded()[0] if m.fold else m.weight
-            m.aq = PACT(q.out_bits, m.clip_max if m.act == "clip" else PACT_INIT)
-            prev_aq = m.aq
-        else:
-            assert isinstance(m, LinearLayer)
-            w0 = m.weight
-            m.oq = LogitQuant(q.out_bits)
-        with torch.no_grad():
-            m.wq = wq_cls(q.w_bits) if wq_cls else LearnedClipWeightQuant(q.w_bits, w0.detach())
+        face_of(m).configure(m, cfg.get(m.name), ctx)
     net.plan = plan
     return cfg
 
 
 def param_groups(net: TorchNet, lr: float) -> list[dict]:
-    """Adam parameter groups: PACT clips with weight decay 1e-4, everything else without."""
+    """Adam parameter groups: PACT / signed clips with weight decay 1e-4, everything else
+    without."""
     pact = [m.aq.a for m in net.layers if getattr(m, "aq", None) is not None]
     ids = {id(p) for p in pact}
     rest = [p for p in net.parameters() if id(p) not in ids]

@@ -2,8 +2,8 @@
 
 Reading a QDQ file (`read_qdq_params`) needs numpy and onnx only, not torch.
 
-Two sources give the same `LayerQParams` list (one entry per conv / pool / linear layer,
-in execution order):
+Two sources give the same `LayerQParams` list (one entry per conv / pool / linear / add /
+maxpool layer, in execution order):
 
 - `layer_qparams(net)`: from a configured, trained/calibrated PyTorch `TorchNet`;
 - `read_qdq_params(model)`: from the QDQ ONNX model `export_qdq` wrote (the file the
@@ -11,7 +11,9 @@ in execution order):
 
 Conventions (docs/quantization.md): real = scale * (q - zero_point); activations are
 unsigned (UINT{Q}, zero point 0) except the network input (UINT8, scale 1/128, zero
-point 128) and the logits (INT8 symmetric, zero point 0). Weights are UINT{Q} with a
+point 128), the logits (INT8 symmetric, zero point 0) and the outputs of layers without a
+ReLU (INT{Q} symmetric, zero point 0: a conv-BN before a residual add, an add without
+ReLU). Weights are UINT{Q} with a
 zero point, per layer (scalar scale/zero point) or per output channel (vectors, axis 0).
 With icn=False the batch-norm is folded into the weights and `bias` is the folded bias;
 with icn=True `bn_*` hold the batch-norm the requantizer must apply (section 3 of the
@@ -35,21 +37,22 @@ FORMAT = "tvm-mpq.qdq/1"
 
 # ONNX element type <-> (bits, signed)
 QTYPES = {(8, False): TensorProto.UINT8, (4, False): TensorProto.UINT4,
-          (2, False): TensorProto.UINT2, (8, True): TensorProto.INT8}
+          (2, False): TensorProto.UINT2, (8, True): TensorProto.INT8,
+          (4, True): TensorProto.INT4, (2, True): TensorProto.INT2}
 QTYPE_BITS = {v: k for k, v in QTYPES.items()}
 
 
 @dataclass
 class LayerQParams:
-    name: str                          # ONNX node name of the Conv / Gemm / GlobalAveragePool
-    kind: str                          # conv, depthwise, pointwise, linear, pool
+    name: str                          # ONNX node name of the Conv / Gemm / pool / Add
+    kind: str                          # conv, depthwise, pointwise, linear, pool, add, maxpool
     in_bits: int
     in_scale: np.float32
     in_zero_point: int
     out_bits: int
     out_scale: np.float32
     out_zero_point: int
-    out_signed: bool = False           # True only for the INT8 logits
+    out_signed: bool = False           # the logits, outputs without ReLU
     w_bits: int = 0
     w_q: np.ndarray | None = None      # stored integers (uint8 values < 2^w_bits), OIHW / [out, in]
     w_scale: np.ndarray | None = None  # float32, shape () per layer or (C_out,) per channel
@@ -65,6 +68,9 @@ class LayerQParams:
     stride: int = 1
     pad: int = 0
     groups: int = 1
+    in2_bits: int = 0                  # add: the second input
+    in2_scale: np.float32 | None = None
+    in2_zero_point: int = 0
 
     def dequantized_weights(self) -> np.ndarray:
         """S_w * (u - Z_w) in float32, as DequantizeLinear computes it."""
@@ -74,50 +80,23 @@ class LayerQParams:
         return ((self.w_q.astype(np.float32) - z.astype(np.float32)) * s).astype(np.float32)
 
 
-def _np(t) -> np.ndarray:
-    return t.detach().cpu().numpy()
-
-
 def layer_qparams(net) -> list[LayerQParams]:
-    """The integer parameters of a configured `TorchNet` (fake_quant.configure)."""
-    from .torch_model import ConvLayer, PoolLayer  # torch only here: reading needs none
+    """The integer parameters of a configured `TorchNet` (fake_quant.configure), one per
+    layer that has some (each layer's face decides, quant/faces/)."""
+    from .faces import face_of  # torch only here: reading needs none
 
     if not net.quantized:
         raise ValueError("the model has no quantizers (fake_quant.configure)")
-    fc = net.layers[-1]
-    if fc.oq is None or not fc.oq.calibrated:
+    oq = net.output_quant()
+    if oq is None or not getattr(oq, "calibrated", True):
         raise ValueError("the logit scale is not calibrated (calibrate / calibrate_logits)")
-    s_in, z_in, b_in = np.float32(_np(net.iq.scale())), int(net.iq.zero_point), net.iq.bits
+    quant = {net.input_name: net.iq}
     out: list[LayerQParams] = []
     for m in net.layers:
-        if isinstance(m, PoolLayer):
-            out.append(LayerQParams(m.name, "pool", b_in, s_in, z_in, b_in, s_in, z_in))
-            continue
-        if isinstance(m, ConvLayer):
-            w, bias = m.folded() if m.fold else (m.weight, m.bias)
-            aq = m.aq
-            s_out, b_out, signed = np.float32(_np(aq.scale())), aq.bits, False
-        else:
-            w, bias = m.weight, m.bias
-            s_out, b_out, signed = np.float32(_np(m.oq.scale())), m.oq.bits, True
-        u, s, z = m.wq.integer(w)
-        p = LayerQParams(
-            m.name, m.kind, b_in, s_in, z_in, b_out, s_out, 0, signed, w_bits=m.wq.bits,
-            w_q=_np(u).astype(np.uint8), w_scale=_np(s).astype(np.float32).reshape(-1)
-            if m.wq.per_channel else np.float32(_np(s)).reshape(()),
-            w_zero_point=_np(z).astype(np.int32).reshape(-1) if m.wq.per_channel
-            else np.int32(_np(z)).reshape(()),
-            per_channel=m.wq.per_channel,
-            bias=None if bias is None else _np(bias).astype(np.float32))
-        if isinstance(m, ConvLayer):
-            p.stride, p.pad, p.groups = m.stride, m.pad, m.groups
-            p.icn = not m.fold and m.bn is not None
-            if p.icn:
-                bn = m.bn
-                p.bn_gamma, p.bn_beta = _np(bn.weight), _np(bn.bias)
-                p.bn_mean, p.bn_var, p.bn_eps = _np(bn.running_mean), _np(bn.running_var), bn.eps
-        out.append(p)
-        s_in, z_in, b_in = s_out, 0, b_out
+        p = face_of(m).qparams(m, [quant[t] for t in m.inputs])
+        if p is not None:
+            out.append(p)
+        quant[m.output] = m.out_quant()
     return out
 
 
@@ -179,20 +158,30 @@ def read_qdq_params(model: onnx.ModelProto) -> list[LayerQParams]:
 
     out: list[LayerQParams] = []
     for node in g.node:
-        if node.op_type not in ("Conv", "Gemm", "GlobalAveragePool"):
+        if node.op_type not in ("Conv", "Gemm", "GlobalAveragePool", "AveragePool", "Add",
+                                "MaxPool"):
             continue
         s_in, z_in, b_in, _ = qinfo(dq_of(node.input[0], node))
         q, bn, _ = next_q(node.output[0], node)
         s_out, z_out, b_out, signed = qinfo(q)
-        if node.op_type == "GlobalAveragePool":
-            out.append(LayerQParams(node.name, "pool", b_in, s_in, z_in, b_out, s_out, z_out))
+        at = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type in ("GlobalAveragePool", "AveragePool", "MaxPool"):
+            kind = "maxpool" if node.op_type == "MaxPool" else "pool"
+            p = LayerQParams(node.name, kind, b_in, s_in, z_in, b_out, s_out, z_out, signed)
+            p.stride = int(at.get("strides", [1])[0])
+            p.pad = int(at.get("pads", [0])[0])
+            out.append(p)
+            continue
+        if node.op_type == "Add":
+            s2, z2, b2, _ = qinfo(dq_of(node.input[1], node))
+            out.append(LayerQParams(node.name, "add", b_in, s_in, z_in, b_out, s_out, z_out,
+                                    signed, in2_bits=b2, in2_scale=s2, in2_zero_point=z2))
             continue
         wdq = dq_of(node.input[1], node)
         axis = next((a.i for a in wdq.attribute if a.name == "axis"), 1)
         w_scale, w_zp = arr(wdq.input[1]), arr(wdq.input[2])
         per_channel = w_scale.ndim == 1
         w_bits = QTYPE_BITS[inits[wdq.input[0]].data_type][0]
-        at = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         kind = "linear"
         if node.op_type == "Conv":
             k, grp = at["kernel_shape"][0], at.get("group", 1)

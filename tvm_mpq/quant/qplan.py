@@ -1,7 +1,9 @@
 """The precision plan as the quantizers see it (schema "tvm-mpq.plan/1").
 
 `read_plan` loads a plan file (through `tvm_mpq.memory.plan.load_plan`); `layer_configs`
-checks a plan dict against a `TorchNet` and returns one `LayerQ` per weight layer.
+checks a plan dict against a `TorchNet` (any layer DAG: every layer's input bits are those
+of the weight layer its input tensor carries, memory.liveness.tensor_sources) and returns
+one `LayerQ` per weight layer.
 `make_plan` writes plans by hand (tests, benches): it is not the memory-driven allocator
 (`memory.allocation.allocate`), only a way to state bit widths explicitly.
 """
@@ -66,16 +68,30 @@ def layer_configs(plan: dict, net: TorchNet) -> dict[str, LayerQ]:
     if plan.get("model") != net.name:
         raise PlanError(f"the plan is for model '{plan.get('model')}', not '{net.name}'",
                         hint="make the plan for this model with `tvm-mpq plan`")
+    from ..memory.liveness import tensor_sources
+
     cfg: dict[str, LayerQ] = {}
-    prev_out = int(plan.get("input_bits", INPUT_BITS))
-    if prev_out != INPUT_BITS:
-        raise PlanError(f"plan input_bits {prev_out}: the network input is always 8 bits")
+    if int(plan.get("input_bits", INPUT_BITS)) != INPUT_BITS:
+        raise PlanError(f"plan input_bits {plan.get('input_bits')}: the network input is "
+                        "always 8 bits")
+    src = tensor_sources(net)             # tensor id -> weight layer whose bits it carries
+    wl = net.weight_layers()
+
+    def bits_of(tensor: str) -> tuple[int, str]:
+        """(bits, where they come from: a format string of the bits) of an input tensor."""
+        k = src[tensor]
+        if k is None:
+            return INPUT_BITS, "the network input is {} bits"
+        return cfg[wl[k].name].out_bits, "the previous layer outputs {} bits " + \
+            f"('{wl[k].name}')"
+
     for m in net.layers:
         e = by_name.get(m.name)
-        if m.kind == "pool":
+        prev_out, what = bits_of(m.inputs[0])
+        if not m.has_weights:
             if e is not None and e.get("in_bits", prev_out) != prev_out:
-                raise PlanError(f"plan layer '{m.name}': in_bits {e.get('in_bits')} but the "
-                                f"previous layer outputs {prev_out} bits")
+                raise PlanError(f"plan layer '{m.name}': in_bits {e.get('in_bits')} but "
+                                + what.format(prev_out))
             continue
         try:
             q = LayerQ(m.name, e.get("kind", m.kind), int(e["in_bits"]), int(e["out_bits"]),
@@ -92,13 +108,12 @@ def layer_configs(plan: dict, net: TorchNet) -> dict[str, LayerQ]:
                 raise PlanError(f"plan layer '{m.name}': {field} {getattr(q, field)} not in "
                                 f"{{8, 4, 2}}")
         if q.in_bits != prev_out:
-            raise PlanError(f"plan layer '{m.name}': in_bits {q.in_bits} but the previous "
-                            f"layer outputs {prev_out} bits")
+            raise PlanError(f"plan layer '{m.name}': in_bits {q.in_bits} but "
+                            + what.format(prev_out))
         cfg[m.name] = q
-        prev_out = q.out_bits
-    last = net.layers[-1]
-    if cfg[last.name].out_bits != LOGIT_BITS:
-        raise PlanError(f"plan layer '{last.name}': the logits must stay at 8 bits")
+    k = src[net.output_name]
+    if k is not None and cfg[wl[k].name].out_bits != LOGIT_BITS:
+        raise PlanError(f"plan layer '{wl[k].name}': the logits must stay at 8 bits")
     return cfg
 
 

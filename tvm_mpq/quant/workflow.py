@@ -18,7 +18,7 @@ from .train import ImageData
 def load_net_and_plan(model: onnx.ModelProto, graph, plan: str | dict) -> tuple[TorchNet, dict]:
     """The float PyTorch twin of `model` and the plan (a file path or a plan dict), checked
     against each other."""
-    net = from_onnx(model)
+    net = from_onnx(model, graph)
     if isinstance(plan, dict):
         from ..memory.plan import plan_from_json
 
