@@ -233,3 +233,20 @@ def test_tutorial_cnn_on_qemu_equals_host_and_golden(tutorial_qdq, tmp_path):
     for i in range(len(x)):
         np.testing.assert_array_equal(q.outputs[i].ravel(),
                                       run_reference(im.mod, x[i:i + 1]).ravel())
+
+
+@pytest.mark.slow
+def test_tutorial_cnn_float_through_our_flow_mixed_precision(tmp_path):
+    """The float export planned below 8 bits (4-bit activations through a max pool, 4-bit
+    weights after the flatten), calibrated by our twin, on the emulated M7."""
+    _tutorial_cnn_onnx(tmp_path / "f.onnx")
+    out = tmp_path / "b"
+    p = run_cli("compile", tmp_path / "f.onnx", "--flash", "16kB", "--ram", "6kB",
+                "--calib", "synthetic", "--board", "qemu_m7", "-o", out)
+    assert p.returncode == 0, p.stderr
+    plan = (out / "plan.json").read_text()
+    assert '"out_bits": 4' in plan and '"w_bits": 4' in plan
+    r = run_cli("run", out, "--input", "random", "--check-host", "--reference")
+    assert r.returncode == 0, r.stderr
+    assert "host build: byte-identical output" in r.stdout
+    assert "golden model: bit-identical" in r.stdout

@@ -60,6 +60,8 @@ def test_operator_declares_every_face(name):
         assert mpq_op.startswith("mpq.") and n_inputs >= 1 and callable(infer) \
             and callable(legalize), mpq_op
     assert ops.for_onnx(op.onnx_types[0]) is op and ops.for_kind(op.kinds[0]) is op
+    assert op.torch_face, f"operator '{name}' declares no PyTorch training face"
+    assert set(op.training_face().kinds) == set(op.kinds), name
 
 
 @pytest.mark.parametrize("name", _op_ids())

@@ -10,9 +10,8 @@ torch.onnx.export (TorchScript exporter, batch 1, opset 17):
   to mpq.add_icn and runs in the golden model; `tvm-mpq plan` + `tvm-mpq train` on
   Fashion-MNIST end to end;
 - a small net with an add without ReLU (signed output) feeding an AveragePool;
-- a tutorial CNN (Conv-ReLU-MaxPool x2, Flatten, Gemm-ReLU, Gemm): the frontend does not
-  accept MaxPool yet (xfail), so its LayerGraph is built here by hand, with the maxpool
-  Layer carrying `attrs` as the frontend will.
+- a tutorial CNN (Conv-ReLU-MaxPool x2, Flatten, Gemm-ReLU, Gemm): the twin equals the
+  float model and its QDQ export its fake-quant forward.
 """
 
 import copy
@@ -29,8 +28,8 @@ from onnx.reference import ReferenceEvaluator
 from torch import nn
 
 from tvm_mpq import tvm_adapter as ta
-from tvm_mpq.errors import MpqError, UnsupportedOpError
-from tvm_mpq.frontend.graph import Layer, LayerGraph, build_layer_graph
+from tvm_mpq.errors import MpqError
+from tvm_mpq.frontend.graph import build_layer_graph
 from tvm_mpq.frontend.loader import validate
 from tvm_mpq.memory.allocation import allocate
 from tvm_mpq.quant.calibrate import calibrate, synthetic_inputs
@@ -292,54 +291,14 @@ def test_add_without_relu_and_average_pool(tmp_path):
 # ---------------------------------------------------------------- the tutorial CNN
 
 
-def _hand_layer_graph(model: onnx.ModelProto) -> LayerGraph:
-    """The LayerGraph of the tutorial CNN, MaxPool included (the frontend's own is to
-    come): one Layer per Conv / MaxPool / Gemm, Relu and Flatten folded into the layer
-    they follow; the maxpool Layer carries `attrs` as the frontend will write them."""
-    shapes = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
-              for vi in list(model.graph.value_info) + list(model.graph.input)
-              + list(model.graph.output)}
-    inits = {t.name: t for t in model.graph.initializer}
-    inp = model.graph.input[0].name
-    alias, layers = {inp: inp}, []
-    for n in model.graph.node:
-        at = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
-        if n.op_type in ("Relu", "Flatten"):
-            owner = next(la for la in layers if la.output == alias[n.input[0]])
-            owner.nodes.append(n.name)
-            alias[n.output[0]] = owner.output
-            continue
-        x, out = alias[n.input[0]], n.output[0]
-        common = {"name": n.name, "inputs": [x], "output": out,
-                  "in_shape": shapes[n.input[0]], "out_shape": shapes[out], "nodes": [n.name]}
-        if n.op_type == "Conv":
-            w = tuple(inits[n.input[1]].dims)
-            layer = Layer(kind="pointwise" if w[2] == 1 else "conv", weight_shape=w,
-                          n_weights=int(np.prod(w)), n_bias=w[0], kernel=w[2],
-                          stride=at["strides"][0], pad=at["pads"][0], **common)
-        elif n.op_type == "MaxPool":
-            layer = Layer(kind="maxpool", kernel=at["kernel_shape"][0],
-                          stride=at["strides"][0], pad=at["pads"][0], **common)
-            layer.attrs = {"kernel_shape": list(at["kernel_shape"]),
-                           "strides": list(at["strides"]), "pads": list(at["pads"])}
-        else:
-            assert n.op_type == "Gemm", n.op_type
-            w = tuple(inits[n.input[1]].dims)
-            layer = Layer(kind="linear", weight_shape=w, n_weights=int(np.prod(w)),
-                          n_bias=w[0], **common)
-        layers.append(layer)
-        alias[out] = out
-    return LayerGraph(model.graph.name, inp, shapes[inp], model.graph.output[0].name, layers)
-
-
 @pytest.fixture(scope="module")
 def tutorial(tmp_path_factory):
     path = tmp_path_factory.mktemp("tutorial") / "cnn.onnx"
     return validate(_export(TutorialCNN(), path))
 
 
-def test_tutorial_cnn_twin_and_export_with_hand_built_graph(tutorial):
-    graph = _hand_layer_graph(tutorial)
+def test_tutorial_cnn_twin_and_export(tutorial):
+    graph = build_layer_graph(tutorial)
     assert [la.kind for la in graph.layers] == ["conv", "maxpool", "conv", "maxpool",
                                                 "linear", "linear"]
     net = from_onnx(tutorial, graph).eval()
@@ -361,16 +320,6 @@ def test_tutorial_cnn_twin_and_export_with_hand_built_graph(tutorial):
         m = _check_qdq_equals_torch(q, x)
         ops = [n.op_type for n in m.graph.node]
         assert ops.count("MaxPool") == 2 and ops.count("Gemm") == 2 and "Reshape" in ops
-
-
-@pytest.mark.xfail(raises=UnsupportedOpError, strict=False,
-                   reason="the frontend (LayerGraph) does not accept MaxPool yet; the other "
-                   "engineer adds it (the maxpool face is tested with a hand-built Layer)")
-def test_tutorial_cnn_through_the_frontend(tutorial):
-    graph = build_layer_graph(tutorial)
-    net = from_onnx(tutorial, graph)
-    q = _quantized(net, make_plan(graph, "mixpc"))
-    _check_qdq_equals_torch(q, synthetic_inputs(q, 8, seed=5))
 
 
 # ---------------------------------------------------------------- chain models unchanged

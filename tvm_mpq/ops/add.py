@@ -104,6 +104,7 @@ class Add(Operator):
     kernel_kinds = ("add",)
     c_kind = {"add": "add"}
     colors = {"add": "#64b5cd"}
+    torch_face = "tvm_mpq.quant.faces.add:AddFace"
 
     def from_onnx(self, a, node):
         from ..frontend.graph import Layer

@@ -98,6 +98,7 @@ class AvgPool(Operator):
     kernel_kinds = ("avg_pool",)
     c_kind = {"avg_pool": "avg_pool"}
     colors = {"pool": "#ccb974", "avg_pool": "#ccb974"}
+    torch_face = "tvm_mpq.quant.faces.avg_pool:AvgPoolFace"
 
     def from_onnx(self, a, node):
         from ..frontend.graph import Layer

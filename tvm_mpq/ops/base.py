@@ -16,6 +16,9 @@ lists it by name).
                c_args(spec), build_kernel(spec) -> (PrimFunc, scratch, prelude | None),
                pack_params(spec, consts), requant_flags(spec, consts),
                call_args(acts, cargs, y), weight_shape(spec), dsp_layout(spec)
+    training   torch_face: the PyTorch twin's face (quant/faces/<op>.py: module, fake-quant
+               configuration, calibration, QDQ export), imported only when training, since
+               PyTorch is an optional dependency
     report     colors
 """
 
@@ -44,6 +47,18 @@ class Operator:
     kernel_kinds: tuple[str, ...] = ()    # codegen.kernels.KernelSpec kinds
     c_kind: dict[str, str] = {}           # KernelSpec kind -> name part of its C function
     colors: dict[str, str] = {}           # report colour per layer / kernel kind
+    torch_face: str = ""                  # "module:Class" of its PyTorch training face
+
+    def training_face(self):
+        """The operator's PyTorch training face (an instance of the `torch_face` class)."""
+        if not self.torch_face:
+            self._missing("PyTorch training")
+        if not hasattr(self, "_training_face"):
+            import importlib
+
+            module, cls = self.torch_face.split(":")
+            self._training_face = getattr(importlib.import_module(module), cls)()
+        return self._training_face
 
     def _missing(self, face: str):
         raise MissingFace(f"operator '{self.name}' has no {face} face")

@@ -188,6 +188,7 @@ class Conv2d(WeightedOperator, Operator):
     kernel_kinds = ("conv", "depthwise", "pointwise")
     c_kind = {"conv": "conv2d", "depthwise": "depthwise", "pointwise": "pointwise"}
     colors = {"conv": "#4c72b0", "depthwise": "#55a868", "pointwise": "#c44e52"}
+    torch_face = "tvm_mpq.quant.faces.conv2d:ConvFace"
 
     # ---- frontend -----------------------------------------------------------------------
     def from_onnx(self, a, node):

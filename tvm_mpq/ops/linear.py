@@ -96,6 +96,7 @@ class Linear(WeightedOperator, Operator):
     kernel_kinds = ("linear",)
     c_kind = {"linear": "linear"}
     colors = {"linear": "#8172b2"}
+    torch_face = "tvm_mpq.quant.faces.linear:LinearFace"
 
     def from_onnx(self, a, node):
         from ..frontend.graph import Layer

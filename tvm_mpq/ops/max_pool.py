@@ -164,6 +164,7 @@ class MaxPool(Operator):
     kernel_kinds = ("max_pool",)
     c_kind = {"max_pool": "max_pool"}
     colors = {"maxpool": "#937860", "max_pool": "#937860"}
+    torch_face = "tvm_mpq.quant.faces.max_pool:MaxPoolFace"
 
     def from_onnx(self, a, node):
         from ..frontend.graph import Layer

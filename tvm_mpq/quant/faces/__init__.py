@@ -21,33 +21,28 @@ export. The interface is `base.Face`:
 and every module has `name`, `kind`, `inputs`, `output` (LayerGraph tensor ids),
 `has_weights`, `out_quant()` (the quantizer its output tensor carries), `freeze_bn()`.
 The generic code (torch_model, fake_quant.configure, calibrate, qparams.layer_qparams,
-export_qdq) loops over the layers and asks `face_of(module)` / `face_for(kind)`.
+export_qdq) loops over the layers and asks `face_of(module)` / `face_for(kind)`: the
+operator registry (tvm_mpq/ops/) says which face serves a kind (`Operator.torch_face`).
 """
 
 from __future__ import annotations
 
+from ... import ops
 from ...errors import UnsupportedOpError
-from .add import AddFace
-from .avg_pool import AvgPoolFace
 from .base import Face
-from .conv2d import ConvFace
-from .linear import LinearFace
-from .max_pool import MaxPoolFace
-
-FACES: dict[str, Face] = {}
-for _face in (ConvFace(), LinearFace(), AvgPoolFace(), AddFace(), MaxPoolFace()):
-    for _kind in _face.kinds:
-        FACES[_kind] = _face
 
 
 def face_for(kind: str, node: str = "?") -> Face:
-    """The face of a layer kind; UnsupportedOpError for a kind the twin does not know."""
-    if kind not in FACES:
+    """The training face its operator declares for a layer kind (`Operator.torch_face`);
+    UnsupportedOpError for a kind without one."""
+    try:
+        return ops.for_kind(kind).training_face()
+    except ops.MissingFace:
+        known = sorted(k for op in ops.all_ops() if op.torch_face for k in op.kinds)
         raise UnsupportedOpError(node, kind, "no PyTorch twin for this layer kind "
-                                 f"(known: {', '.join(sorted(FACES))})")
-    return FACES[kind]
+                                 f"(known: {', '.join(known)})") from None
 
 
 def face_of(module) -> Face:
     """The face of a twin module (its `kind`)."""
-    return FACES[module.kind]
+    return face_for(module.kind, module.name)

@@ -1,7 +1,7 @@
 """The max-pool face (layer kind maxpool): MaxPool, any kernel, stride and padding.
 
-The layer carries `attrs = {"kernel_shape": [kh, kw], "strides": [sh, sw], "pads":
-[top, left, bottom, right]}` (read from the MaxPool node when absent).
+The layer carries the window the frontend resolved (ops/max_pool.py): `attrs["window"] =
+[kh, kw, sh, sw, top, left, bottom, right, ceil_mode]` (auto_pad already turned into pads).
 
 - module `MaxPoolLayer`: max over each window, padding never selected (-inf);
   fake-quantized nothing changes: the max of quantized values is one of them, so the
@@ -23,19 +23,29 @@ from .base import Face, LayerModule, qdq_nodes, quant_info
 
 
 class MaxPoolLayer(LayerModule):
-    def __init__(self, layer, kernel, strides, pads):
+    def __init__(self, layer, window):
         super().__init__(layer)
-        self.kernel_shape, self.strides, self.pads = list(kernel), list(strides), list(pads)
+        self.window = [int(v) for v in window]
+        self.kernel_shape, self.strides = self.window[0:2], self.window[2:4]
+        self.pads, self.ceil_mode = self.window[4:8], self.window[8]
         self.src_quant = None           # the input's quantizer (the output carries it)
 
     def out_quant(self):
         return self.src_quant
 
     def forward(self, x):
-        top, left, bottom, right = self.pads
-        if any(self.pads):
-            x = F.pad(x, (left, right, top, bottom), value=float("-inf"))
-        return F.max_pool2d(x, self.kernel_shape, self.strides)
+        from ...ops.max_pool import out_size
+
+        kh, kw, sh, sw, top, left, bottom, right, ceil = self.window
+        h, w = x.shape[2:]
+        ho = out_size(h, kh, sh, top, bottom, bool(ceil))
+        wo = out_size(w, kw, sw, left, right, bool(ceil))
+        # pad with -inf (never the max) to exactly the windows ONNX takes, ceil mode included
+        pb = max(bottom, (ho - 1) * sh + kh - h - top)
+        pr = max(right, (wo - 1) * sw + kw - w - left)
+        if top or left or pb or pr:
+            x = F.pad(x, (left, pr, top, pb), value=float("-inf"))
+        return F.max_pool2d(x, (kh, kw), (sh, sw))[:, :, :ho, :wo]
 
 
 class MaxPoolFace(Face):
@@ -43,16 +53,9 @@ class MaxPoolFace(Face):
 
     def build(self, layer, ctx) -> MaxPoolLayer:
         node = ctx.nodes[layer.name]
-        at = dict(ctx.attrs(node))
-        at.update(getattr(layer, "attrs", None) or {})
-        if at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-            raise UnsupportedOpError(layer.name, "MaxPool", "auto_pad (use explicit pads)")
-        if at.get("ceil_mode", 0) or any(d != 1 for d in at.get("dilations", [1, 1])):
-            raise UnsupportedOpError(layer.name, "MaxPool", "ceil_mode or dilations")
         if len(node.output) > 1 and node.output[1]:
             raise UnsupportedOpError(layer.name, "MaxPool", "the Indices output")
-        k = list(at["kernel_shape"])
-        m = MaxPoolLayer(layer, k, at.get("strides", [1, 1]), at.get("pads", [0, 0, 0, 0]))
+        m = MaxPoolLayer(layer, layer.attrs["window"])
         for g in ctx.glue(layer):
             if g.op_type not in ("Reshape", "Flatten", "Squeeze", "Identity", "Relu"):
                 raise UnsupportedOpError(g.name, g.op_type, "after a max pool")
@@ -69,7 +72,8 @@ class MaxPoolFace(Face):
 
     def _node(self, m, x: str, name: str):
         return helper.make_node("MaxPool", [x], [name], name=m.name,
-                                kernel_shape=m.kernel_shape, strides=m.strides, pads=m.pads)
+                                kernel_shape=m.kernel_shape, strides=m.strides, pads=m.pads,
+                                ceil_mode=m.ceil_mode)
 
     def export(self, m, p, ctx) -> None:
         ctx.nodes.append(self._node(m, ctx.dq[m.inputs[0]], p.name))
