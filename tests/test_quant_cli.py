@@ -15,8 +15,10 @@ from tvm_mpq.memory.allocation import allocate
 from tvm_mpq.models.zoo import zoo_model
 from tvm_mpq.quant.qparams import plan_metadata
 from tvm_mpq.quant.qplan import make_plan
+from tvm_mpq.quant.faces.conv2d import ConvLayer
 from tvm_mpq.quant.torch_model import from_onnx
-from tvm_mpq.quant.train import ImageData, TrainConfig, run_training
+from tvm_mpq.quant.train import (ImageData, TrainConfig, init_float_weights,
+                                 is_zoo_synthetic, run_training)
 
 MODEL = "mobilenet_v1_0.25_32"
 
@@ -149,3 +151,40 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
     assert full.qat_acc == resumed.qat_acc and full.float_acc == resumed.float_acc
     assert full.qnet.layer("block3.dw").bn_frozen and resumed.qnet.layer("block3.dw").bn_frozen
     assert all(m.aq.a.item() != 6.0 for m in full.qnet.layers[:-2])     # calibrated clips
+
+
+def _pytorch_init_scale(net):
+    """max |w| * sqrt(fan_in) over the weight layers: <= 1 for PyTorch's default
+    initialization U(-1/sqrt(fan_in), 1/sqrt(fan_in)), ~4-5 for the zoo's He-normal."""
+    return max(float(m.weight.detach().abs().max()) * m.weight[0].numel() ** 0.5
+               for m in net.weight_layers())
+
+
+def test_float_training_starts_from_pytorch_init(tmp_path):
+    """The zoo's synthetic He-normal weights train ~5 points slower than PyTorch's default
+    initialization (bench/train_gap.py); run_training's float phase starts from the latter
+    when the net holds the zoo's weights, and keeps any other weights."""
+    (train, test) = _fashion_mnist_or_skip()
+    model = validate(zoo_model(MODEL))
+    plan = make_plan(build_layer_graph(model), "mixpl")
+    assert _pytorch_init_scale(from_onnx(model)) > 3.0
+
+    def job(net, **kw):
+        cfg = TrainConfig(epochs=0, float_epochs=1, limit_train=128, batch_size=64,
+                          float_lr=1e-9, threads=1, progress=False, **kw)   # weights ~ start
+        tr, te = ImageData(*train, net.input_shape, 128), ImageData(*test, net.input_shape, 64)
+        return run_training(net, plan, tr, te, cfg, tmp_path / "ckpt", resume=False).float_net
+
+    net = job(from_onnx(model))                                 # default float_init="auto"
+    assert _pytorch_init_scale(net) <= 1.0 + 1e-4
+    assert all(torch.allclose(m.bn.weight, torch.ones(1), atol=1e-4)
+               for m in net.layers if isinstance(m, ConvLayer))
+    for start, kw in ((model, {"float_init": "keep"}),             # explicitly kept
+                      (zoo_model(MODEL, seed=1), {})):               # not the zoo's: kept
+        net = job(from_onnx(start), **kw)
+        ref = from_onnx(start)
+        assert all(torch.allclose(a.weight, b.weight, atol=1e-6)
+                   for a, b in zip(net.weight_layers(), ref.weight_layers()))
+    net = from_onnx(model)                              # no float phase: nothing to initialize
+    assert is_zoo_synthetic(net) and not init_float_weights(net, TrainConfig(float_epochs=0))
+    assert is_zoo_synthetic(net)

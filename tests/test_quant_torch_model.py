@@ -10,6 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tvm_mpq.data.fashion_mnist import load_fashion_mnist, pixels_to_input, to_model_input
 from tvm_mpq.errors import MpqError, UnsupportedOpError
 from tvm_mpq.models.zoo import zoo_model
+from tvm_mpq.quant.faces.conv2d import ConvLayer
 from tvm_mpq.quant.torch_model import from_onnx, to_float_onnx
 
 
@@ -49,6 +50,27 @@ def test_float_round_trip_is_exact():
     again = from_onnx(to_float_onnx(net))
     for a, b in zip(net.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_reset_parameters_is_pytorch_default_init():
+    """The float phase's start from the zoo (quant.train float_init): the weights of fresh
+    nn.Conv2d / nn.BatchNorm2d / nn.Linear layers built after torch.manual_seed(seed)."""
+    net = from_onnx(zoo_model("mobilenet_v1_0.25_28"))
+    net.reset_parameters(seed=5)
+    torch.manual_seed(5)
+    for m in net.layers:
+        if isinstance(m, ConvLayer):
+            cout, cin_g, k, _ = m.weight.shape
+            ref = torch.nn.Conv2d(cin_g * m.groups, cout, k, groups=m.groups, bias=False)
+            assert torch.equal(m.weight, ref.weight), m.name
+            bn = torch.nn.BatchNorm2d(cout)
+            for a, b in ((m.bn.weight, bn.weight), (m.bn.bias, bn.bias),
+                         (m.bn.running_mean, bn.running_mean), (m.bn.running_var, bn.running_var)):
+                assert torch.equal(a, b), m.name
+            assert m.bn.eps == pytest.approx(1e-3)      # the model's own eps is kept
+        elif m.kind == "linear":
+            ref = torch.nn.Linear(m.weight.shape[1], m.weight.shape[0])
+            assert torch.equal(m.weight, ref.weight) and torch.equal(m.bias, ref.bias)
 
 
 def test_unsupported_models_are_rejected():

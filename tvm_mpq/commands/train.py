@@ -25,7 +25,8 @@ def register(sub) -> None:
         "      --float-epochs 1 --limit-train 512 --limit-test 256     # a quick try\n"
         "\n"
         "Float phase: Adam, lr 1e-3 (cosine), batch 128; by default 10 epochs for zoo models\n"
-        "(synthetic weights) and none for .onnx files or with --float-checkpoint.\n"
+        "(synthetic weights) and none for .onnx files or with --float-checkpoint; from the\n"
+        "zoo's synthetic weights it starts from PyTorch's default initialization (--float-init).\n"
         "QAT phase: Adam, lr 1e-4 -> 5e-5 (epoch 5) -> 1e-5 (epoch 8), batch-norm statistics\n"
         "frozen after the first epoch. A checkpoint is written after every epoch to\n"
         "<output>.ckpt/ (or --checkpoint-dir); a rerun with the same settings resumes from it.\n")
@@ -44,6 +45,10 @@ def register(sub) -> None:
                    f"{DEFAULT_FLOAT_EPOCHS_ZOO} for zoo models, 0 otherwise)")
     p.add_argument("--float-checkpoint", metavar="F.onnx",
                    help="start from the weights of this float ONNX model (same architecture)")
+    p.add_argument("--float-init", choices=["auto", "pytorch", "keep"], default="auto",
+                   help="the float phase's starting weights: PyTorch's default initialization "
+                   "(pytorch) or the model's (keep); auto (default) = pytorch for the zoo's "
+                   "synthetic weights, whose He-normal scale trains slower, keep otherwise")
     p.add_argument("--save-float", metavar="F.onnx", help="also write the trained float model")
     p.add_argument("--qat-init", choices=["pact6", "calibrate"], default="pact6",
                    help="initial PACT clips: 6.0 as in the method (default), or calibrated "
@@ -98,7 +103,7 @@ def run(args) -> int:
     if args.float_lr <= 0:
         raise MpqError(f"--float-lr must be positive, got {args.float_lr}")
     cfg = TrainConfig(epochs=args.epochs, float_epochs=float_epochs, batch_size=args.batch_size,
-                      float_lr=args.float_lr, qat_init=args.qat_init,
+                      float_lr=args.float_lr, qat_init=args.qat_init, float_init=args.float_init,
                       seed=args.seed, limit_train=args.limit_train, limit_test=args.limit_test,
                       threads=args.threads,
                       progress=sys.stderr.isatty() and not getattr(args, "quiet", False))
