@@ -188,3 +188,19 @@ def test_float_training_starts_from_pytorch_init(tmp_path):
     net = from_onnx(model)                              # no float phase: nothing to initialize
     assert is_zoo_synthetic(net) and not init_float_weights(net, TrainConfig(float_epochs=0))
     assert is_zoo_synthetic(net)
+
+
+def test_crop_flip_augmentation_shifts_and_flips():
+    from tvm_mpq.quant.train import crop_flip
+
+    img = np.zeros((64, 28, 28), np.uint8)
+    img[:, 10:14, 5:9] = 200                       # an off-centre square
+    out = crop_flip(img, np.random.default_rng(0))
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert np.all(out.reshape(64, -1).sum(1) == 200 * 16)        # nothing cut off
+    cols = [int(np.nonzero(o.any(0))[0][0]) for o in out]
+    rows = [int(np.nonzero(o.any(1))[0][0]) for o in out]
+    assert set(rows) <= set(range(8, 13)) and len(set(rows)) > 1    # shifts of up to 2 px
+    assert any(c >= 19 - 2 for c in cols) and any(c <= 7 for c in cols)   # flipped and not
+    again = crop_flip(img, np.random.default_rng(0))
+    assert np.array_equal(out, again)                             # seeded

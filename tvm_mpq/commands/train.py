@@ -53,6 +53,12 @@ def register(sub) -> None:
     p.add_argument("--qat-init", choices=["pact6", "calibrate"], default="pact6",
                    help="initial PACT clips: 6.0 as in the method (default), or calibrated "
                    "on training images (better start for 2-bit activations)")
+    p.add_argument("--augment", choices=["crop-flip", "none"], default="crop-flip",
+                   help="training-image augmentation: random 2-pixel shifts and horizontal "
+                        "flips (default), or none")
+    p.add_argument("--distill", type=float, default=0.0, metavar="W",
+                   help="QAT: weight of knowledge distillation from the float model "
+                        "(0..1, default 0: labels only)")
     p.add_argument("--limit-train", type=int, metavar="N", help="use the first N training images")
     p.add_argument("--limit-test", type=int, metavar="N", help="use the first N test images")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
@@ -102,10 +108,12 @@ def run(args) -> int:
         float_epochs = 0 if (is_file or args.float_checkpoint) else DEFAULT_FLOAT_EPOCHS_ZOO
     if args.float_lr <= 0:
         raise MpqError(f"--float-lr must be positive, got {args.float_lr}")
+    if not 0.0 <= args.distill <= 1.0:
+        raise MpqError(f"--distill must be in [0, 1], got {args.distill}")
     cfg = TrainConfig(epochs=args.epochs, float_epochs=float_epochs, batch_size=args.batch_size,
                       float_lr=args.float_lr, qat_init=args.qat_init, float_init=args.float_init,
                       seed=args.seed, limit_train=args.limit_train, limit_test=args.limit_test,
-                      threads=args.threads,
+                      threads=args.threads, augment=args.augment, distill=args.distill,
                       progress=sys.stderr.isatty() and not getattr(args, "quiet", False))
     ckpt_dir = args.checkpoint_dir or f"{args.output}.ckpt"
     log.info(f"training {net.name} on {args.data} ({len(train)} train / {len(test)} test "

@@ -45,6 +45,7 @@ from .torch_model import TorchNet
 log = logging.getLogger("tvm_mpq")
 
 CKPT_FILE = "state.pt"
+DISTILL_T = 2.0
 CKPT_VERSION = 1
 
 
@@ -77,6 +78,13 @@ class TrainConfig:
     # as the plain loop (1 epoch: 79.30%, both), so it is their scale. The zoo keeps its
     # weights (the generated ONNX and the C compiled from it are pinned by tests).
     float_init: str = "auto"
+    # Augmentation of the training images (both phases): "crop-flip" = a random shift of up to
+    # 2 pixels (zero padding, then a random crop) and a horizontal flip with probability 1/2,
+    # drawn per (seed, phase, epoch); "none" = the images as they are.
+    augment: str = "crop-flip"
+    # QAT: knowledge distillation from the float model, loss = (1 - distill) * CE(labels) +
+    # distill * T^2 * KL(teacher || student) at temperature T = 2 (0: labels only).
+    distill: float = 0.0
     progress: bool = True
 
 
@@ -149,11 +157,32 @@ class ImageData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def inputs(self, idx) -> torch.Tensor:
-        return torch.from_numpy(to_model_input(self.images[idx], self.resolution, self.channels))
+    def inputs(self, idx, rng: np.random.Generator | None = None,
+               augment: str = "none") -> torch.Tensor:
+        images = self.images[idx]
+        if rng is not None and augment == "crop-flip":
+            images = crop_flip(images, rng)
+        elif augment not in ("none", "crop-flip"):
+            raise ValueError(f"augment {augment!r}")
+        return torch.from_numpy(to_model_input(images, self.resolution, self.channels))
 
     def targets(self, idx) -> torch.Tensor:
         return torch.from_numpy(self.labels[idx])
+
+
+def crop_flip(images: np.ndarray, rng: np.random.Generator, pad: int = 2) -> np.ndarray:
+    """Random shifts of up to `pad` pixels (zero padding, the background of the data sets
+    here) and horizontal flips with probability 1/2, per image; uint8 (N, H, W[, C])."""
+    n, h, w = images.shape[:3]
+    padded = np.zeros((n, h + 2 * pad, w + 2 * pad) + images.shape[3:], images.dtype)
+    padded[:, pad:pad + h, pad:pad + w] = images
+    dy, dx = rng.integers(0, 2 * pad + 1, n), rng.integers(0, 2 * pad + 1, n)
+    flip = rng.random(n) < 0.5
+    out = np.empty_like(images)
+    for i in range(n):
+        crop = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        out[i] = crop[:, ::-1] if flip[i] else crop
+    return out
 
 
 @torch.no_grad()
@@ -172,18 +201,28 @@ def evaluate(net: TorchNet, data: ImageData, batch_size: int = 500) -> float:
 
 
 def train_epoch(net, opt, data: ImageData, batch_size: int, seed_key: list[int], desc: str,
-                progress: bool = True) -> tuple[float, float]:
-    """One epoch over a seeded permutation; returns (mean loss, train accuracy)."""
+                progress: bool = True, augment: str = "none", teacher=None,
+                distill: float = 0.0) -> tuple[float, float]:
+    """One epoch over a seeded permutation; returns (mean loss, train accuracy). With a
+    `teacher` and `distill` > 0 the loss mixes in the distillation term (TrainConfig)."""
     net.train()
-    perm = np.random.default_rng(seed_key).permutation(len(data))
+    rng = np.random.default_rng(seed_key)
+    perm = rng.permutation(len(data))
+    aug_rng = np.random.default_rng([*seed_key, 1])
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(range(0, len(perm), batch_size), desc=desc, leave=False, file=sys.stderr,
                disable=not progress, unit="batch")
     for i in bar:
         idx = perm[i:i + batch_size]
-        x, y = data.inputs(idx), data.targets(idx)
+        x, y = data.inputs(idx, aug_rng, augment), data.targets(idx)
         logits = net(x)
         loss = F.cross_entropy(logits, y)
+        if teacher is not None and distill > 0:
+            with torch.no_grad():
+                soft = F.softmax(teacher(x) / DISTILL_T, dim=1)
+            kd = F.kl_div(F.log_softmax(logits / DISTILL_T, dim=1), soft,
+                          reduction="batchmean") * DISTILL_T ** 2
+            loss = (1.0 - distill) * loss + distill * kd
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -202,7 +241,8 @@ def fingerprint(net: TorchNet, plan: dict, cfg: TrainConfig, extra: str = "") ->
     for t in net.state_dict().values():      # the starting weights
         h.update(t.detach().cpu().numpy().tobytes())
     keys = {k: v for k, v in asdict(cfg).items()
-            if k in ("batch_size", "float_lr", "qat_lr", "seed", "limit_train", "qat_init")}
+            if k in ("batch_size", "float_lr", "qat_lr", "seed", "limit_train", "qat_init",
+                     "augment", "distill")}
     h.update(json.dumps([net.name, plan, keys, extra], sort_keys=True).encode())
     return h.hexdigest()[:16]
 
@@ -279,7 +319,8 @@ def run_training(net: TorchNet, plan: dict, train: ImageData, test: ImageData, c
             g["lr"] = lr
         t0 = time.time()
         loss, acc = train_epoch(net, opt, train, cfg.batch_size, [cfg.seed, 0, epoch],
-                                f"float {epoch + 1}/{cfg.float_epochs}", cfg.progress)
+                                f"float {epoch + 1}/{cfg.float_epochs}", cfg.progress,
+                                cfg.augment)
         test_acc = evaluate(net, test)
         history.append({"phase": "float", "epoch": epoch, "lr": lr, "loss": loss,
                         "train_acc": acc, "test_acc": test_acc, "s": time.time() - t0})
@@ -304,6 +345,11 @@ def run_training(net: TorchNet, plan: dict, train: ImageData, test: ImageData, c
     elif cfg.qat_init != "pact6":
         raise ValueError(f"qat_init {cfg.qat_init!r}")
     opt = torch.optim.Adam(param_groups(qnet, cfg.qat_lr))
+    teacher = None
+    if cfg.distill > 0:
+        teacher = copy.deepcopy(net).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
     start = 0
     if state is not None and state["phase"] == "qat":
         qnet.load_state_dict(state["model"])
@@ -318,7 +364,8 @@ def run_training(net: TorchNet, plan: dict, train: ImageData, test: ImageData, c
             g["lr"] = lr
         t0 = time.time()
         loss, acc = train_epoch(qnet, opt, train, cfg.batch_size, [cfg.seed, 1, epoch],
-                                f"QAT {epoch + 1}/{cfg.epochs}", cfg.progress)
+                                f"QAT {epoch + 1}/{cfg.epochs}", cfg.progress, cfg.augment,
+                                teacher, cfg.distill)
         if epoch == 0:
             qnet.freeze_bn()        # BN statistics frozen after the first QAT epoch
         calibrate_logits(qnet, train.inputs(calib_idx))
