@@ -5,6 +5,7 @@
     avg_pool.py  GlobalAveragePool, AveragePool                    mpq.avg_pool_icn
     max_pool.py  MaxPool                                           mpq.max_pool
     add.py       residual Add                                      mpq.add_icn
+    activation.py  HardSwish, HardSigmoid, Sigmoid, Tanh, LeakyRelu  mpq.activation_lut
 
 Stages look operators up here, by what they hold: an ONNX op type (`for_onnx`), a layer
 kind (`for_kind`), an integer Relax op (`for_mpq_op`), a float Relax op to legalize
@@ -18,7 +19,7 @@ import importlib
 
 from .base import MissingFace, Operator
 
-_MODULES = ("conv2d", "linear", "avg_pool", "max_pool", "add")
+_MODULES = ("conv2d", "linear", "avg_pool", "max_pool", "add", "activation")
 _OPS: list[Operator] = []
 _LOADED: list[bool] = []
 _BY: dict[str, dict[str, Operator]] = {"onnx": {}, "kind": {}, "mpq": {}, "relax": {},

@@ -5,6 +5,7 @@
     avg_pool.py  pool                         GlobalAveragePool / AveragePool (no padding)
     add.py       add                          residual Add (+ Relu)
     max_pool.py  maxpool                      MaxPool
+    activation.py activation                  HardSwish, HardSigmoid, Sigmoid, Tanh, LeakyRelu
 
 Each file holds everything the quant side knows about its operator: the nn.Module (float
 and fake-quant forward), how it is built from the layer's ONNX nodes, how the plan's
