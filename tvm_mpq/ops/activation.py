@@ -187,8 +187,8 @@ class Activation(Operator):
     kinds = ("activation",)
     onnx_types = tuple(ONNX_FUNCTIONS)
     mpq_ops = {"mpq.activation_lut": (2, _infer_relax, _legalize_relax)}
-    relax_patterns = ("relax.sigmoid", "relax.tanh", "relax.nn.leakyrelu", "relax.clip",
-                      "relax.multiply")
+    # relax.multiply (HardSwish) is the mul operator's, which hands x * f(x) back here
+    relax_patterns = ("relax.sigmoid", "relax.tanh", "relax.nn.leakyrelu", "relax.clip")
     kernel_kinds = ("activation",)
     c_kind = {"activation": "activation"}
     colors = {"activation": "#8172b3"}
