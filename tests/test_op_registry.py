@@ -43,6 +43,10 @@ COVERAGE = {
             "host": "test_op_mul.py::test_host_kernel_equals_golden",
             "qemu": "test_op_mul.py::test_se_cnn_on_qemu_equals_host_and_golden",
             "bad": "test_op_mul.py::test_bad_attributes_are_one_line_errors"},
+    "softmax": {"independent": "test_op_softmax.py::test_golden_equals_onnx_reference",
+                "host": "test_op_softmax.py::test_host_kernel_equals_golden",
+                "qemu": "test_op_softmax.py::test_softmax_cnn_on_qemu_equals_host_and_golden",
+                "bad": "test_op_softmax.py::test_bad_attributes_are_one_line_errors"},
 }
 
 FACES = ("from_onnx", "legalize", "golden", "spec_from_call", "c_args", "build_kernel")
