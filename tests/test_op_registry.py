@@ -47,6 +47,10 @@ COVERAGE = {
                 "host": "test_op_softmax.py::test_host_kernel_equals_golden",
                 "qemu": "test_op_softmax.py::test_softmax_cnn_on_qemu_equals_host_and_golden",
                 "bad": "test_op_softmax.py::test_bad_attributes_are_one_line_errors"},
+    "concat": {"independent": "test_op_concat.py::test_golden_equals_onnx_reference",
+               "host": "test_op_concat.py::test_host_kernel_equals_golden",
+               "qemu": "test_op_concat.py::test_se_hswish_net_on_qemu_equals_host_and_golden",
+               "bad": "test_op_concat.py::test_bad_attributes_are_one_line_errors"},
 }
 
 FACES = ("from_onnx", "legalize", "golden", "spec_from_call", "c_args", "build_kernel")
