@@ -35,6 +35,22 @@ COVERAGE = {
             "host": "test_codegen_kernels.py::test_add_all_bit_combos",
             "qemu": "test_kernels_qemu.py::test_every_kernel_on_qemu_equals_host_and_golden",
             "bad": "test_bad_models.py::test_bad_float_model"},
+    "activation": {"independent": "test_op_activation.py::test_golden_equals_onnx_reference",
+                   "host": "test_op_activation.py::test_host_kernel_equals_golden",
+                   "qemu": "test_op_activation.py::test_activation_cnn_on_qemu_equals_host_and_golden",
+                   "bad": "test_op_activation.py::test_bad_attributes_are_one_line_errors"},
+    "mul": {"independent": "test_op_mul.py::test_golden_equals_onnx_reference",
+            "host": "test_op_mul.py::test_host_kernel_equals_golden",
+            "qemu": "test_op_mul.py::test_se_cnn_on_qemu_equals_host_and_golden",
+            "bad": "test_op_mul.py::test_bad_attributes_are_one_line_errors"},
+    "softmax": {"independent": "test_op_softmax.py::test_golden_equals_onnx_reference",
+                "host": "test_op_softmax.py::test_host_kernel_equals_golden",
+                "qemu": "test_op_softmax.py::test_softmax_cnn_on_qemu_equals_host_and_golden",
+                "bad": "test_op_softmax.py::test_bad_attributes_are_one_line_errors"},
+    "concat": {"independent": "test_op_concat.py::test_golden_equals_onnx_reference",
+               "host": "test_op_concat.py::test_host_kernel_equals_golden",
+               "qemu": "test_op_concat.py::test_se_hswish_net_on_qemu_equals_host_and_golden",
+               "bad": "test_op_concat.py::test_bad_attributes_are_one_line_errors"},
 }
 
 FACES = ("from_onnx", "legalize", "golden", "spec_from_call", "c_args", "build_kernel")
@@ -85,4 +101,4 @@ def test_keys_are_unique_and_letters_distinct():
 def test_unknown_lookups_name_what_is_missing():
     with pytest.raises(ops.MissingFace, match="no operator owns the layer kind 'nope'"):
         ops.for_kind("nope")
-    assert ops.for_onnx("LeakyRelu") is None
+    assert ops.for_onnx("Elu") is None

@@ -113,6 +113,8 @@ class KernelSpec:
     # list them only when set (`_fields`), so kernels that do not use them keep their bytes.
     window: tuple = ()              # max pool: (kh, kw, sh, sw, pt, pl, pb, pr, ceil_mode)
     requant: bool = False           # max pool: requantize (input and output scales differ)
+    b_shape: tuple = ()             # mul: the second input's NHWC shape (broadcast over H, W)
+    parts: tuple = ()               # concat: per input (channels, bits, signed, z_in, requant)
 
     def __post_init__(self):
         set_ = functools.partial(object.__setattr__, self)
@@ -132,6 +134,8 @@ class KernelSpec:
         sched = dict(self.schedule)
         set_("schedule", tuple(sorted((str(k), int(v)) for k, v in sched.items())))
         set_("window", tuple(int(v) for v in self.window))
+        set_("b_shape", tuple(int(v) for v in self.b_shape))
+        set_("parts", tuple(tuple(int(v) for v in p) for p in self.parts))
         _validate(self)
 
     @property
@@ -254,7 +258,7 @@ def _tag(bits: int, signed: bool) -> str:
     return ("s" if signed else "u") + str(bits)
 
 
-_LATE_FIELDS = {"window": (), "requant": False}
+_LATE_FIELDS = {"window": (), "requant": False, "b_shape": (), "parts": ()}
 
 
 def _fields(spec: KernelSpec) -> dict:

@@ -5,6 +5,10 @@
     avg_pool.py  GlobalAveragePool, AveragePool                    mpq.avg_pool_icn
     max_pool.py  MaxPool                                           mpq.max_pool
     add.py       residual Add                                      mpq.add_icn
+    activation.py  HardSwish, HardSigmoid, Sigmoid, Tanh, LeakyRelu  mpq.activation_lut
+    mul.py       Mul of two activations (per-channel broadcast)    mpq.mul_icn
+    softmax.py   Softmax of the (1, N) output                      mpq.softmax
+    concat.py    Concat on the channel axis                        mpq.concat
 
 Stages look operators up here, by what they hold: an ONNX op type (`for_onnx`), a layer
 kind (`for_kind`), an integer Relax op (`for_mpq_op`), a float Relax op to legalize
@@ -18,7 +22,7 @@ import importlib
 
 from .base import MissingFace, Operator
 
-_MODULES = ("conv2d", "linear", "avg_pool", "max_pool", "add")
+_MODULES = ("conv2d", "linear", "avg_pool", "max_pool", "add", "activation", "mul", "softmax", "concat")
 _OPS: list[Operator] = []
 _LOADED: list[bool] = []
 _BY: dict[str, dict[str, Operator]] = {"onnx": {}, "kind": {}, "mpq": {}, "relax": {},

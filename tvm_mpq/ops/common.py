@@ -32,3 +32,11 @@ def requant_te(acc, m0, n0, z_out, q_min, q_max):
     y = y + tirx.const(z_out, "int64")
     y = tirx.max(tirx.min(y, tirx.const(q_max, "int64")), tirx.const(q_min, "int64"))
     return y
+
+
+def opaque_int32(v):
+    """`v` (int32) with its value range hidden from TVM's arithmetic analysis: its bound
+    for `(acc * m0) >> (31 - n0)` assumes a non-negative shift and would fold the
+    requantization's clamp away when acc comes straight from small unpacked inputs."""
+    tirx = ta.tirx()
+    return tirx.reinterpret("int32", tirx.reinterpret("uint32", v))

@@ -5,6 +5,10 @@
     avg_pool.py  pool                         GlobalAveragePool / AveragePool (no padding)
     add.py       add                          residual Add (+ Relu)
     max_pool.py  maxpool                      MaxPool
+    activation.py activation                  HardSwish, HardSigmoid, Sigmoid, Tanh, LeakyRelu
+    mul.py       mul                          Mul of two activations (broadcast (1, C, 1, 1))
+    softmax.py   softmax                      Softmax of (1, N), fixed output 2^-bits, -2^(bits-1)
+    concat.py    concat                       Concat on the channel axis
 
 Each file holds everything the quant side knows about its operator: the nn.Module (float
 and fake-quant forward), how it is built from the layer's ONNX nodes, how the plan's
