@@ -18,7 +18,8 @@ from onnx.reference import ReferenceEvaluator
 from conftest import assert_user_error, run_cli
 from test_codegen_kernels import Case, HostBuilder, _run_all
 from tvm_mpq.codegen.kernels import KernelSpec, pack_params
-from tvm_mpq.ops.max_pool import max_pool, out_size
+from tvm_mpq.ops.common import out_size
+from tvm_mpq.ops.max_pool import max_pool
 from tvm_mpq.reference import icn
 from tvm_mpq.reference.packing import pack
 

@@ -23,12 +23,20 @@ class BatchResult:
 
 
 def quantize_images(meta: dict, x_float_nchw: np.ndarray) -> np.ndarray:
-    """Float model inputs (N, C, H, W) -> the build's integer NHWC inputs."""
+    """Float model inputs (N, C, H, W), or (N, K) feature vectors -> the build's integer
+    inputs (NHWC images)."""
     inp = meta["input"]
     dtype = "int8" if inp["signed"] else "uint8"
     info = np.iinfo(dtype)
     q = np.rint(np.asarray(x_float_nchw, np.float64) / inp["scale"]) + inp["zero_point"]
-    return np.transpose(np.clip(q, info.min, info.max).astype(dtype), (0, 2, 3, 1))
+    q = np.clip(q, info.min, info.max).astype(dtype)
+    return np.transpose(q, (0, 2, 3, 1)) if q.ndim == 4 else q
+
+
+def float_input_shape(meta: dict) -> tuple[int, ...]:
+    """The model's float input shape: NCHW for images, (1, K) for feature vectors."""
+    s = tuple(meta["input"]["shape_nhwc"])
+    return (s[0], s[3], s[1], s[2]) if len(s) == 4 else s
 
 
 def pack_inputs(meta: dict, x_nhwc: np.ndarray) -> bytes:
@@ -68,7 +76,8 @@ def fashion_mnist_inputs(meta: dict, limit: int | None = None, split: str = "tes
     """Fashion-MNIST images as the build's integer inputs, and their labels."""
     from .data.fashion_mnist import load_fashion_mnist, to_model_input
 
-    n, h, w, c = meta["input"]["shape_nhwc"]
+    shape = meta["input"]["shape_nhwc"]
+    n, h, w, c = shape if len(shape) == 4 else (1, 0, 0, 0)
     if meta["output"]["elements"] != 10 or h != w or h not in (28, 32):
         raise MpqError(f"model '{meta['model']}' does not take Fashion-MNIST images "
                        f"({h}x{w}x{c} -> {meta['output']['elements']} classes)")

@@ -29,7 +29,7 @@ class Budget:
     flash_bytes: int
     ram_bytes: int
     scheme: str = "mixpc"
-    ram_model: str = "chain"
+    ram_model: str | None = None      # None: chain for chains, else liveness
 
 
 def plan_model(graph: LayerGraph, budget: Budget):

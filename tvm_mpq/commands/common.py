@@ -16,6 +16,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="zoo models only: classifier outputs (default 1000; 10 for 28/32 px)")
     p.add_argument("--in-channels", type=int, default=None,
                    help="zoo models only: image channels (default 3; 1 for 28/32 px)")
+    p.add_argument("--input-shape", metavar="NAME:D0,D1,...", default=None,
+                   help="model files: the input's shape (e.g. input:1,49,10,1); a dynamic "
+                        "batch dimension is otherwise taken as 1")
 
 
 def load_graph(args):
@@ -23,7 +26,8 @@ def load_graph(args):
     from ..frontend.graph import build_layer_graph
     from ..frontend.loader import load_model, validate
 
-    model = load_model(args.model, num_classes=args.num_classes, in_channels=args.in_channels)
+    model = load_model(args.model, num_classes=args.num_classes, in_channels=args.in_channels,
+                       input_shape=args.input_shape)
     if not args.model.endswith(".onnx"):
         model = validate(model, origin=args.model)
     return model, build_layer_graph(model)

@@ -18,7 +18,9 @@ def add_budget_args(p) -> None:
     p.add_argument("--ram", metavar="SIZE", help="RAM budget for activations")
     p.add_argument("--scheme", choices=["mixpl", "mixpc"], default="mixpc",
                    help="per-layer (mixpl) or per-channel (mixpc, default) weights")
-    p.add_argument("--ram-model", choices=["chain", "liveness"], default="chain")
+    p.add_argument("--ram-model", choices=["chain", "liveness"], default=None,
+                   help="default: chain for a chain of layers (the paper's), liveness for "
+                        "graphs with residual adds or branches")
 
 
 def budget_from_args(args):
@@ -80,7 +82,8 @@ def run(args) -> int:
         from ..tune.records import Records
 
         records = Records.load(args.tuning_records)
-    model = load_model(args.model, num_classes=args.num_classes, in_channels=args.in_channels)
+    model = load_model(args.model, num_classes=args.num_classes, in_channels=args.in_channels,
+                       input_shape=args.input_shape)
     budget = budget_from_args(args)
     step("plan and quantize" if budget else "read the quantized model")
     prep = prepare(model, args.model, budget, args.calib, args.num_samples)

@@ -40,9 +40,10 @@ def register(sub) -> None:
     p.add_argument("--scheme", choices=SCHEMES, default="mixpc",
                    help="mixpc: per-channel weights, ICN everywhere (default); mixpl: "
                    "per-layer weights, batch-norm folded where weights and output stay 8-bit")
-    p.add_argument("--ram-model", choices=RAM_MODELS, default="chain",
-                   help="chain: the paper's per-layer input+output model (default); liveness: "
-                   "peak of all live tensors over the real graph plus kernel scratch")
+    p.add_argument("--ram-model", choices=RAM_MODELS, default=None,
+                   help="chain: the paper's per-layer input+output model (the default for a "
+                   "chain of layers); liveness: peak of all live tensors over the real graph "
+                   "plus kernel scratch (the default for graphs with adds or branches)")
     p.add_argument("--json", metavar="FILE", help="write the plan (schema tvm-mpq.plan/1)")
     p.set_defaults(func=run)
 

@@ -86,12 +86,11 @@ def _run_build(args, outdir: Path) -> int:
     if not board.can_run:
         raise MpqError(f"board '{board.name}' cannot run here (no hardware); use qemu_m7 or "
                        "host, or flash the firmware (see the README)")
-    from ..evaluate import pack_inputs, quantize_images
+    from ..evaluate import float_input_shape, pack_inputs, quantize_images
 
-    n, h, w, c = meta["input"]["shape_nhwc"]
     q_dtype = "int8" if meta["input"]["signed"] else "uint8"
-    x = load_input(args.input, (n, c, h, w), q_dtype, lambda xf: quantize_images(meta, xf),
-                   args.seed)
+    x = load_input(args.input, float_input_shape(meta), q_dtype,
+                   lambda xf: quantize_images(meta, xf), args.seed)
     x_bytes = pack_inputs(meta, x)
     profile = bool(args.profile) and board.name != "host"
     exe = build_firmware(outdir, board.name, outdir / "build" / (board.name +

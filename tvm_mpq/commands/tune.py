@@ -71,7 +71,8 @@ def model_layers(args) -> list:
             raise MpqError(f"{src} is not a `tvm-mpq compile` output directory "
                            "(no model.qdq.onnx)")
         src = str(qdq)
-    model = load_model(src, num_classes=args.num_classes, in_channels=args.in_channels)
+    model = load_model(src, num_classes=args.num_classes, in_channels=args.in_channels,
+                       input_shape=getattr(args, "input_shape", None))
     prep = prepare(model, src, budget_from_args(args), args.calib, args.num_samples)
     return layer_specs(convert(prep.qdq, origin=src).mod)
 

@@ -93,6 +93,16 @@ class LayerGraph:
     def total_macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
 
+    @property
+    def is_chain(self) -> bool:
+        """Whether every layer reads exactly the previous layer's output (the input first)."""
+        prev = self.input_name
+        for layer in self.layers:
+            if layer.inputs != [prev]:
+                return False
+            prev = layer.output
+        return True
+
     def consumers(self, tensor: str) -> list[Layer]:
         return [layer for layer in self.layers if tensor in layer.inputs]
 
@@ -126,6 +136,16 @@ class _Analyzer:
                 self.consts.update(n.output)
         self.alias: dict[str, str] = {}     # tensor -> activation tensor id (layer output)
         self.checked: set[str] = set()      # initializers already checked (check_constants)
+        self.layers: list = []              # the layers built so far (build_layer_graph)
+        self.node_ops = {n.name: n.op_type for n in self.g.node}
+
+    def owner(self, tensor: str):
+        """The layer that produced activation `tensor` (None for the model input), and the
+        op types of the ONNX nodes folded into it so far."""
+        layer = next((la for la in reversed(self.layers) if la.output == tensor), None)
+        if layer is None:
+            return None, []
+        return layer, [self.node_ops.get(n, "") for n in layer.nodes]
 
     def shape(self, tensor: str, node: onnx.NodeProto) -> tuple[int, ...]:
         s = self.shapes.get(tensor)
@@ -191,9 +211,10 @@ def build_layer_graph(model: onnx.ModelProto) -> LayerGraph:
     inp = [i for i in g.input if i.name not in a.inits][0]
     a.alias[inp.name] = inp.name
     input_shape = a.shapes[inp.name]
-    if len(input_shape) != 4:
-        raise ModelError(f"input '{inp.name}' has shape {input_shape}; expected an NCHW image")
-    layers: list[Layer] = []
+    if len(input_shape) not in (2, 4):
+        raise ModelError(f"input '{inp.name}' has shape {list(input_shape)}; expected an NCHW "
+                         "image (1, C, H, W) or a feature vector (1, K)")
+    layers: list[Layer] = a.layers
     used_names: set[str] = set()
     for idx, node in enumerate(g.node):
         if not node.name or node.name in used_names:
@@ -211,6 +232,9 @@ def build_layer_graph(model: onnx.ModelProto) -> LayerGraph:
             _glue(a, node, layers)
         elif ops.for_onnx(op) is not None:
             layer = ops.for_onnx(op).from_onnx(a, node)
+            if layer is None:       # the operator folds the node into its input's layer
+                _glue(a, node, layers)
+                continue
             layers.append(layer)
             a.alias[node.output[0]] = layer.output
         else:
@@ -351,7 +375,7 @@ def _check_qdq_shapes(a: _Analyzer, node: onnx.NodeProto) -> None:
 
 def _glue(a: _Analyzer, node: onnx.NodeProto, layers: list[Layer]) -> None:
     op = node.op_type
-    src = a.act(node.input[0], node)
+    src = a.act(next((t for t in node.input if t not in a.consts), node.input[0]), node)
     owner = next((layer for layer in reversed(layers) if layer.output == src), None)
     if op == "Clip":
         lo = a.const_array(node.input[1]) if len(node.input) > 1 and node.input[1] else None
@@ -366,7 +390,7 @@ def _glue(a: _Analyzer, node: onnx.NodeProto, layers: list[Layer]) -> None:
             raise UnsupportedOpError(node.name, op, "changes the number of elements")
     if owner is not None:
         owner.nodes.append(node.name)
-        if op == "BatchNormalization" and owner.n_bias == 0:
+        if op in ("BatchNormalization", "Add") and owner.n_bias == 0:
             owner.n_bias = owner.out_channels   # BN becomes a per-channel bias on the device
     for o in node.output[:1]:
         a.alias[o] = src

@@ -13,31 +13,38 @@ from google.protobuf.message import DecodeError
 
 from ..errors import ModelError
 from ..models import zoo
+from .cleanup import parse_input_shape, prepare_model
 
 
 def load_model(spec: str, *, num_classes: int | None = None,
-               in_channels: int | None = None) -> onnx.ModelProto:
-    """Load MODEL as the CLI means it: an `.onnx` path, or a zoo name."""
+               in_channels: int | None = None, input_shape: str | None = None
+               ) -> onnx.ModelProto:
+    """Load MODEL as the CLI means it: an `.onnx` path, or a zoo name. `input_shape`:
+    the `--input-shape NAME:D0,D1,...` text (files only; see frontend.cleanup)."""
     if spec.endswith(".onnx") or os.sep in spec or os.path.exists(spec):
         if num_classes is not None or in_channels is not None:
             raise ModelError("--num-classes/--in-channels apply to zoo models only, "
                              f"not to the file '{spec}'")
-        return load_onnx_file(spec)
+        return load_onnx_file(spec, input_shape=input_shape)
+    if input_shape:
+        raise ModelError(f"--input-shape applies to model files, not to the zoo model '{spec}'")
     return zoo.zoo_model(spec, num_classes=num_classes, in_channels=in_channels)
 
 
-def load_onnx_file(path: str) -> onnx.ModelProto:
+def load_onnx_file(path: str, input_shape: str | None = None) -> onnx.ModelProto:
     if not os.path.exists(path):
         raise ModelError(f"model file '{path}' not found")
     if os.path.isdir(path):
         raise ModelError(f"'{path}' is a directory, not an ONNX model file")
     with open(path, "rb") as f:
         data = f.read()
-    return load_onnx_bytes(data, path)
+    return load_onnx_bytes(data, path, input_shape=input_shape)
 
 
-def load_onnx_bytes(data: bytes, path: str = "model") -> onnx.ModelProto:
-    """Parse and validate the bytes of an .onnx file (`path` names it in errors)."""
+def load_onnx_bytes(data: bytes, path: str = "model", input_shape: str | None = None
+                    ) -> onnx.ModelProto:
+    """Parse, prepare (frontend.cleanup: fixed input shape, graph clean-up, NHWC input) and
+    validate the bytes of an .onnx file (`path` names it in errors)."""
     if not data:
         raise ModelError(f"'{path}' is empty, not an ONNX model")
     model = onnx.ModelProto()
@@ -52,6 +59,11 @@ def load_onnx_bytes(data: bytes, path: str = "model") -> onnx.ModelProto:
            for t in model.graph.initializer):
         raise ModelError(f"'{path}' keeps weights in external data files; save it as one file "
                          "(onnx.save(model, path, save_as_external_data=False))")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:  # noqa: BLE001 - the checker raises many types
+        raise ModelError(f"{path}: ONNX checker rejects the model: {_short(e)}") from None
+    model = prepare_model(model, path, parse_input_shape(input_shape))
     return validate(model, origin=path)
 
 

@@ -229,10 +229,18 @@ def _flash_infeasible(st: _State, scheme: str, flash: int) -> BudgetError:
 
 # ---------------------------------------------------------------------------------------
 
+def default_ram_model(graph) -> str:
+    """The paper's chain model for a chain of layers; the liveness model for any other
+    graph (residual adds, branches), where in + out of one layer undercounts the RAM."""
+    return "chain" if graph.is_chain else "liveness"
+
+
 def allocate(graph, flash_bytes: int, ram_bytes: int, scheme: str = "mixpc",
-             ram_model: str = "chain") -> Plan:
+             ram_model: str | None = None) -> Plan:
     """The bit allocation of `graph` (a `LayerGraph`) for the budgets; `BudgetError`
-    (one line: the smallest reachable footprint and the blocking layer) if impossible."""
+    (one line: the smallest reachable footprint and the blocking layer) if impossible.
+    `ram_model` None: `default_ram_model(graph)`."""
+    ram_model = ram_model or default_ram_model(graph)
     if scheme not in SCHEMES:
         raise MpqError(f"unknown scheme '{scheme}' (choose {' or '.join(SCHEMES)})")
     if ram_model not in RAM_MODELS:
@@ -271,8 +279,10 @@ def allocate(graph, flash_bytes: int, ram_bytes: int, scheme: str = "mixpc",
     return plan
 
 
-def footprint_8bit(graph, scheme: str = "mixpc", ram_model: str = "chain") -> tuple[int, int]:
+def footprint_8bit(graph, scheme: str = "mixpc", ram_model: str | None = None
+                   ) -> tuple[int, int]:
     """(ro_bytes, rw_bytes) with every tensor at 8 bits."""
+    ram_model = ram_model or default_ram_model(graph)
     st = _State(graph)
     ro = _flash_total(st, scheme)
     if ram_model == "chain":

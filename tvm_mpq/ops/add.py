@@ -1,7 +1,8 @@
 """Residual add of two quantized tensors of the same shape, both requantized to the output
 scale, with an optional Relu after it fused.
 
-    ONNX     Add of two activations (no broadcasting) [-> Relu]
+    ONNX     Add of two activations (no broadcasting) [-> Relu]; an Add of a constant
+             right after a conv or linear layer is that layer's bias (folded by the frontend)
     plan     kind add: no weights; its output carries the precision of the input produced
              last (the chain predecessor)
     Relax    mpq.add_icn(a, b)
@@ -111,6 +112,18 @@ class Add(Operator):
 
         op = node.op_type
         out_shape = a.shape(node.output[0], node)
+        consts = [t for t in node.input if t in a.consts]
+        if consts:                      # MatMul + Add (tf2onnx's dense), Conv + Add: a bias
+            x = next((t for t in node.input if t not in a.consts), None)
+            owner, folded = a.owner(a.act(x, node)) if x is not None else (None, [])
+            c = a.const_array(consts[0])
+            if owner is None or not owner.has_weights or len(consts) != 1 or c is None \
+                    or c.size not in (1, owner.out_channels) \
+                    or c.size != max(c.shape, default=1) \
+                    or any(f in ("Relu", "Clip", "BatchNormalization") for f in folded):
+                raise UnsupportedOpError(node.name, op, "an Add of a constant that is not the "
+                                         "bias of the conv or linear layer before it")
+            return None                 # folded into that layer as its bias
         ins = [a.act(t, node) for t in node.input]
         s0, s1 = (a.shape(t, node) for t in node.input)
         if s0 != s1:

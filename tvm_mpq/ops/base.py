@@ -65,9 +65,11 @@ class Operator:
 
     # ---- frontend -----------------------------------------------------------------------
     def from_onnx(self, ctx, node):
-        """The `frontend.graph.Layer` of ONNX `node` (one of `onnx_types`); `ctx` is the
-        graph analyzer (shapes, constants, activation aliases). Refuses what the flow
-        cannot compile with an UnsupportedOpError/ModelError naming the node."""
+        """The `frontend.graph.Layer` of ONNX `node` (one of `onnx_types`), or None when the
+        node folds into the layer that produced its input (e.g. an Add of a bias); `ctx`
+        is the graph analyzer (shapes, constants, activation aliases, `owner`). Refuses
+        what the flow cannot compile with an UnsupportedOpError/ModelError naming the
+        node."""
         self._missing("frontend")
 
     # ---- plan -----------------------------------------------------------------------------

@@ -128,14 +128,12 @@ class Linear(WeightedOperator, Operator):
         bias, bn = fused
         x = leg.act_input(e.args[0])
         w = leg.qweight(e.args[1])
-        if bn is not None:
-            raise ModelError(f"node '{w.node}': batch-norm after a fully connected layer")
         if x.flat_from is not None:      # the input is an NHWC map flattened: reorder the
             h, wd, c = x.flat_from       # weight columns from ONNX's (C, H, W) to (H, W, C)
             n = w.q.shape[0]
             w.q = w.q.reshape(n, c, h, wd).transpose(0, 2, 3, 1).reshape(n, -1)
         name = leg.layer_name("linear")
-        bias_q, m0, n0, acc_shift = leg.icn_params(f"layer '{name}'", x, w, bias, None, out)
+        bias_q, m0, n0, acc_shift = leg.icn_params(f"layer '{name}'", x, w, bias, bn, out)
         attrs = dict(z_in=x.zero, z_out=out.zero, q_min=q_min, q_max=q_max, in_bits=x.bits,
                      out_bits=out.bits, w_bits=w.bits, w_signed=int(w.signed),
                      per_channel=int(w.per_channel), acc_shift=acc_shift, name=name,

@@ -30,27 +30,13 @@ from ..errors import ModelError, UnsupportedOpError
 from ..reference.icn import requantize
 from . import register
 from .base import Operator
-from .common import relax_attr_int, relax_out_dtype, requant_te
-
-
-def out_size(n: int, k: int, s: int, p0: int, p1: int, ceil: bool) -> int:
-    """Output length of one axis (ONNX / PyTorch: in ceil mode the last window must start
-    inside the image or its leading padding)."""
-    span = n + p0 + p1 - k
-    o = (-(-span // s) if ceil else span // s) + 1
-    if ceil and (o - 1) * s >= n + p0:
-        o -= 1
-    return o
+from .common import out_hw as _out_hw
+from .common import pool_window, relax_attr_int, relax_out_dtype, requant_te
 
 
 def _window_of(attrs: dict) -> tuple[int, ...]:
     return tuple(int(attrs[k]) for k in ("kh", "kw", "sh", "sw", "pt", "pl", "pb", "pr",
                                          "ceil_mode"))
-
-
-def _out_hw(h: int, w: int, win) -> tuple[int, int]:
-    kh, kw, sh, sw, pt, pl, pb, pr, ceil = win
-    return out_size(h, kh, sh, pt, pb, bool(ceil)), out_size(w, kw, sw, pl, pr, bool(ceil))
 
 
 # ---- golden model ---------------------------------------------------------------------
@@ -173,35 +159,11 @@ class MaxPool(Operator):
         x, in_shape, out_shape = a.image_io(node)
         if len(node.output) > 1 and node.output[1]:
             raise UnsupportedOpError(node.name, op, "the Indices output")
-        if any(int(d) != 1 for d in at.get("dilations", [1, 1])):
-            raise UnsupportedOpError(node.name, op, f"dilations {list(at['dilations'])}")
         if int(at.get("storage_order", 0)):
             raise UnsupportedOpError(node.name, op, "storage_order 1")
-        k = [int(v) for v in at.get("kernel_shape", [])]
-        s = [int(v) for v in at.get("strides", [1, 1])]
-        if len(k) != 2 or len(s) != 2 or min(k + s) < 1:
-            raise ModelError(f"node '{node.name}' ({op}): kernel_shape {k} / strides {s} "
-                             "(two positive values each)")
+        window = pool_window(node, at, in_shape)
         h, w = in_shape[2:]
-        pads = [int(v) for v in at.get("pads", [0, 0, 0, 0])]
-        auto = at.get("auto_pad", b"NOTSET")
-        auto = auto.decode() if isinstance(auto, bytes) else str(auto)
-        if auto in ("SAME_UPPER", "SAME_LOWER"):
-            pads = [0, 0, 0, 0]
-            for ax, n in enumerate((h, w)):
-                total = max(0, (-(-n // s[ax]) - 1) * s[ax] + k[ax] - n)
-                lo = total // 2 if auto == "SAME_UPPER" else total - total // 2
-                pads[ax], pads[ax + 2] = lo, total - lo
-        elif auto == "VALID":
-            pads = [0, 0, 0, 0]
-        elif auto != "NOTSET":
-            raise ModelError(f"node '{node.name}' ({op}): auto_pad {auto!r}")
-        if len(pads) != 4 or min(pads) < 0 or pads[0] >= k[0] or pads[2] >= k[0] \
-                or pads[1] >= k[1] or pads[3] >= k[1]:
-            raise ModelError(f"node '{node.name}' ({op}): pads {pads} (each smaller than the "
-                             f"kernel {k}, none negative)")
-        ceil = int(at.get("ceil_mode", 0))
-        window = (k[0], k[1], s[0], s[1], pads[0], pads[1], pads[2], pads[3], ceil)
+        k, s, pads = window[0:2], window[2:4], window[4:8]
         want = [1, in_shape[1], *_out_hw(h, w, window)]
         if list(out_shape) != want or min(want) < 1:
             raise ModelError(f"node '{node.name}' ({op}): output shape {list(out_shape)}, "

@@ -185,7 +185,8 @@ class _Legalizer:
         if len(params) != 1:
             raise ModelError("the model must have exactly one input")
         x = params[0]
-        n, c, h, w = ta.static_shape(x)
+        shape = ta.static_shape(x)             # NCHW image, or a (1, K) feature vector
+        nhwc = (shape[0], *shape[2:], shape[1]) if len(shape) == 4 else tuple(shape)
         bindings = ta.function_bindings(self.func)
         first_q = next((v for v, val in bindings if ta.is_call(val, "mpq.precision")
                         and ta.is_call(self.value(val.args[0]), "relax.quantize")
@@ -195,7 +196,7 @@ class _Legalizer:
         qin = self.value(self.defs[first_q].args[0])
         p = self.defs[first_q]
         signed = bool(int(p.attrs["signed"]))
-        xq = self.relax.Var("input_q", ta.tensor_type((n, h, w, c), "int8" if signed else "uint8"))
+        xq = self.relax.Var("input_q", ta.tensor_type(nhwc, "int8" if signed else "uint8"))
         in_scale = float(self.const(qin.args[1]).item())
         in_zero = int(self.const(qin.args[2]).item())
         with self.bb.function("main", [xq]):
@@ -290,6 +291,10 @@ class _Legalizer:
                                  "between quantized layers is not supported (fuse it into the "
                                  "preceding conv/linear layer)")
             out.var, out.flat_from = a.var, a.flat_from
+        elif bias is not None and ta.is_call(e, "relax.dequantize"):
+            raise ModelError(f"node '{node}': a bias Add quantized apart from the MatMul/Conv "
+                             "before it (run onnxruntime's quant_pre_process before "
+                             "quantize_static: it fuses MatMul + Add into Gemm)")
         elif bias is not None or bn is not None:
             raise ModelError(f"node '{node}': batch-norm or bias on a tensor that is not a conv "
                              "or linear output (a float op between quantized layers)")

@@ -61,12 +61,12 @@ def _largest_activation(net: TorchNet) -> int:
 def calibrate(net: TorchNet, x: np.ndarray | torch.Tensor, percentile: float = DEFAULT_PERCENTILE,
               reset_weights: bool = True) -> dict[str, float]:
     """Set the activation clips and the logit scale of `net` from samples `x` (float model
-    input, NCHW); returns {layer: clip}. `reset_weights` re-initializes per-layer weight
+    input, NCHW or (N, K)); returns {layer: clip}. `reset_weights` re-initializes per-layer weight
     bounds to the min/max of the current weights."""
     if not net.quantized:
         raise ValueError("configure the model with a plan first (fake_quant.configure)")
     x = torch.as_tensor(np.asarray(x, np.float32))
-    if x.ndim != 4 or tuple(x.shape[1:]) != net.input_shape:
+    if x.ndim != len(net.input_shape) + 1 or tuple(x.shape[1:]) != net.input_shape:
         raise InputError(f"calibration data of shape {list(x.shape)}; the model takes "
                          f"[N, {', '.join(map(str, net.input_shape))}]")
     if len(x) == 0:

@@ -146,9 +146,9 @@ def from_onnx(model: onnx.ModelProto, graph=None) -> TorchNet:
         elif n.op_type == "Identity" and n.input[0] in consts:
             consts[n.output[0]] = consts[n.input[0]]
     dims = list(graph.input_shape)
-    if len(dims) != 4 or any(d <= 0 for d in dims[1:]):
-        raise ModelError(f"input '{graph.input_name}' must be NCHW with static C, H, W; "
-                         f"got {dims}")
+    if len(dims) not in (2, 4) or any(d <= 0 for d in dims[1:]):
+        raise ModelError(f"input '{graph.input_name}' must be NCHW with static C, H, W or a "
+                         f"(1, K) feature vector; got {dims}")
     ctx = BuildCtx(graph, consts, {n.name: n for n in g.node})
     layers = []
     for layer in graph.layers:

@@ -1,4 +1,5 @@
-"""The linear face (layer kind linear): Gemm (transB 0/1) or MatMul, (+ Relu | Clip).
+"""The linear face (layer kind linear): Gemm (transB 0/1) or MatMul, (+ BatchNormalization,
+folded into the weights) (+ Relu | Clip).
 
 - module `LinearLayer`: weight [out, in], float bias (zeros when the model has none);
   the input is flattened first when it is a feature map (the Reshape / Flatten the
@@ -107,6 +108,8 @@ class LinearFace(Face):
         for g in ctx.glue(layer):
             if g.op_type in ("Relu", "Clip"):
                 read_activation(m, g, ctx)
+            elif g.op_type == "BatchNormalization" and m.act is None:
+                _fold_batch_norm(m, g, ctx)
             elif g.op_type not in _FLATTEN_OPS + ("Identity",):
                 raise UnsupportedOpError(g.name, g.op_type, "after a fully connected layer")
         src = ctx.producers.get(layer.inputs[0])
@@ -169,6 +172,21 @@ class LinearFace(Face):
         ctx.nodes.append(helper.make_node("Gemm", ins, [f"{m.name}.gemm"], name=m.name,
                                           transB=1))
         ctx.names[m.output] = float_activation(m, f"{m.name}.gemm", ctx)
+
+
+@torch.no_grad()
+def _fold_batch_norm(m: LinearLayer, node, ctx) -> None:
+    """A BatchNormalization on the (1, N) output, folded into the weights and the bias with
+    its running statistics: W' = W * gamma / sigma, b' = (b - mean) * gamma / sigma + beta
+    (exact in eval mode; the twin then trains the folded layer)."""
+    gamma, beta, mean, var = (np.asarray(ctx.const(t, node), np.float64)
+                              for t in node.input[1:5])
+    eps = float(ctx.attrs(node).get("epsilon", 1e-5))
+    k = gamma / np.sqrt(var + eps)
+    w = m.weight.detach().numpy().astype(np.float64) * k[:, None]
+    b = (m.bias.detach().numpy().astype(np.float64) - mean) * k + beta
+    m.weight.copy_(torch.from_numpy(w.astype(np.float32)))
+    m.bias.copy_(torch.from_numpy(b.astype(np.float32)))
 
 
 def _flatten(ctx, node_name: str, x: str, features: int) -> str:

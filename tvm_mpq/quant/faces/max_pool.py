@@ -34,7 +34,7 @@ class MaxPoolLayer(LayerModule):
         return self.src_quant
 
     def forward(self, x):
-        from ...ops.max_pool import out_size
+        from ...ops.common import out_size
 
         kh, kw, sh, sw, top, left, bottom, right, ceil = self.window
         h, w = x.shape[2:]
