@@ -113,6 +113,12 @@ class KernelSpec:
     # list them only when set (`_fields`), so kernels that do not use them keep their bytes.
     window: tuple = ()              # max pool: (kh, kw, sh, sw, pt, pl, pb, pr, ceil_mode)
     requant: bool = False           # max pool: requantize (input and output scales differ)
+    # conv geometry beyond `kernel`, `stride`, `pad` (which then hold kh, sh, pt): set only
+    # when the kernel is not square, the strides differ, the pads are not all equal
+    kernel_hw: tuple = ()           # (kh, kw)
+    strides: tuple = ()             # (sh, sw)
+    pads: tuple = ()                # (top, left, bottom, right)
+    group: int = 1                  # conv: groups (depthwise: implied, Cout / Cin multiplier)
 
     def __post_init__(self):
         set_ = functools.partial(object.__setattr__, self)
@@ -132,7 +138,22 @@ class KernelSpec:
         sched = dict(self.schedule)
         set_("schedule", tuple(sorted((str(k), int(v)) for k, v in sched.items())))
         set_("window", tuple(int(v) for v in self.window))
+        for f, n, one in (("kernel_hw", 2, "kernel"), ("strides", 2, "stride"),
+                          ("pads", 4, "pad")):
+            v = tuple(int(e) for e in getattr(self, f))
+            if v and len(v) != n:
+                raise ModelError(f"kernel spec ({self.kind}): {f}={v}, expected {n} values")
+            if v:               # canonical: the late field only when the int cannot say it
+                set_(one, v[0])
+                set_(f, () if len(set(v)) == 1 else v)
+        set_("group", int(self.group))
         _validate(self)
+
+    @property
+    def geometry(self) -> tuple[int, ...]:
+        """(kh, kw, sh, sw, pt, pl, pb, pr) of a windowed kernel."""
+        return (*(self.kernel_hw or (self.kernel,) * 2), *(self.strides or (self.stride,) * 2),
+                *(self.pads or (self.pad,) * 4))
 
     @property
     def name(self) -> str:
@@ -187,8 +208,10 @@ def _generate(spec: KernelSpec) -> Kernel:
 
 
 def is_fast(spec: KernelSpec) -> bool:
-    """Whether `spec` gets a DSP kernel (the weight operators' kernels with dsp=True)."""
-    return bool(spec.dsp) and ops.for_kernel(spec.kind).has_weights
+    """Whether `spec` gets a DSP kernel (the weight operators' kernels with dsp=True whose
+    geometry a DSP kernel takes: `dsp_layout` not None)."""
+    op = ops.for_kernel(spec.kind)
+    return bool(spec.dsp) and op.has_weights and op.dsp_layout(spec) is not None
 
 
 @functools.cache
@@ -254,7 +277,8 @@ def _tag(bits: int, signed: bool) -> str:
     return ("s" if signed else "u") + str(bits)
 
 
-_LATE_FIELDS = {"window": (), "requant": False}
+_LATE_FIELDS = {"window": (), "requant": False, "kernel_hw": (), "strides": (), "pads": (),
+                "group": 1}
 
 
 def _fields(spec: KernelSpec) -> dict:
@@ -300,9 +324,12 @@ def validate_window(s: KernelSpec, bad, cout: int) -> None:
     """The checks of a windowed NHWC kernel (conv, pooling) with `cout` output channels."""
     if len(s.in_shape) != 4 or len(s.out_shape) != 4 or s.in_shape[0] != 1:
         bad(f"NHWC batch-1 shapes expected, got {s.in_shape} -> {s.out_shape}")
-    if s.kernel < 1 or s.stride < 1 or s.pad < 0:
-        bad(f"kernel={s.kernel} stride={s.stride} pad={s.pad}")
+    kh, kw, sh, sw, pt, pl, pb, pr = s.geometry
+    if min(kh, kw, sh, sw) < 1 or min(pt, pl, pb, pr) < 0:
+        bad(f"kernel={s.kernel} stride={s.stride} pad={s.pad}" if not (
+            s.kernel_hw or s.strides or s.pads) else f"geometry {s.geometry} (kh, kw, sh, sw, "
+            "pt, pl, pb, pr)")
     _, h, w, c = s.in_shape
-    ho, wo = (h + 2 * s.pad - s.kernel) // s.stride + 1, (w + 2 * s.pad - s.kernel) // s.stride + 1
+    ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
     if s.out_shape != (1, ho, wo, cout) or ho < 1 or wo < 1:
         bad(f"output shape {s.out_shape}, expected {(1, ho, wo, cout)}")
