@@ -1,11 +1,12 @@
 """Average pooling: GlobalAveragePool, and AveragePool without padding.
 
-    ONNX     GlobalAveragePool; AveragePool (square kernel and stride, pads all 0,
-             count_include_pad 0)
+    ONNX     GlobalAveragePool (any H x W map); AveragePool (square kernel and stride, pads
+             all 0, count_include_pad 0)
     plan     kind pool: no weights; its output carries its input's precision
-    Relax    mpq.avg_pool_icn(x, m0, n0) on NHWC (the ONNX frontend's `mean` over H, W)
+    Relax    mpq.avg_pool_icn(x, m0, n0) on NHWC (the ONNX frontend's `mean` over H, W);
+             attributes kernel, stride, and kernel_w when the window is not square
     golden   acc = sum over the window of (x - z_in); y = requantize(acc, m0, n0, z_out,
-             q_min, q_max) with M = S_in / (S_out * k * k), one multiplier for all channels
+             q_min, q_max) with M = S_in / (S_out * kh * kw), one multiplier for all channels
     kernels  plain TIR (kernel_te.avg_pool)
 """
 
@@ -21,25 +22,27 @@ from .base import Operator
 from .common import relax_attr_int, relax_out_dtype, requant_te
 
 
-def avg_pool(x, k, stride, z_in, m0, n0, z_out, q_min, q_max):
-    """The golden model: average pooling without padding, one ICN multiplier."""
+def avg_pool(x, k, stride, z_in, m0, n0, z_out, q_min, q_max, *, kw=None):
+    """The golden model: average pooling without padding, one ICN multiplier; window k x k
+    (k x kw when kw is given)."""
     x = np.asarray(x, np.int64)[0] - z_in
     h, w, c = x.shape
-    ho, wo = (h - k) // stride + 1, (w - k) // stride + 1
+    kw = k if kw is None else kw
+    ho, wo = (h - k) // stride + 1, (w - kw) // stride + 1
     acc = np.zeros((ho, wo, c), np.int64)
     for i in range(k):
-        for j in range(k):
+        for j in range(kw):
             acc += x[i:i + stride * ho:stride, j:j + stride * wo:stride]
     acc = check_acc(acc, "avg_pool")
     return requantize(acc, m0, n0, z_out, q_min, q_max)[None]
 
 
-def _pool_te(x, m0, n0, *, kernel, stride, z_in, z_out, q_min, q_max, out_dtype):
+def _pool_te(x, m0, n0, *, kernel, kernel_w, stride, z_in, z_out, q_min, q_max, out_dtype):
     te = ta.te()
     _, h, w, c = (int(v) for v in x.shape)
-    ho, wo = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+    ho, wo = (h - kernel) // stride + 1, (w - kernel_w) // stride + 1
     ri = te.reduce_axis((0, kernel), "ri")
-    rj = te.reduce_axis((0, kernel), "rj")
+    rj = te.reduce_axis((0, kernel_w), "rj")
     acc = te.compute((1, ho, wo, c), lambda n, y, xx, ch: te.sum(
         x[n, y * stride + ri, xx * stride + rj, ch].astype("int32") - z_in, axis=[ri, rj]),
         name="acc")
@@ -51,7 +54,8 @@ def _legalize_relax(bb, call):
     a = {k: call.attrs[k] for k in call.attrs.keys()}
     i = relax_attr_int
     return bb.call_te(lambda *args: _pool_te(
-        *args, kernel=i(a, "kernel"), stride=i(a, "stride"), z_in=i(a, "z_in"),
+        *args, kernel=i(a, "kernel"), kernel_w=i(a, "kernel_w", i(a, "kernel")),
+        stride=i(a, "stride"), z_in=i(a, "z_in"),
         z_out=i(a, "z_out"), q_min=i(a, "q_min"), q_max=i(a, "q_max"),
         out_dtype=relax_out_dtype(a)), *call.args, primfunc_name_hint="mpq_avg_pool")
 
@@ -60,7 +64,8 @@ def _infer_relax(call, *_):
     a = call.attrs
     _, h, w, c = ta.static_shape(call.args[0])
     k, s = int(a["kernel"]), int(a["stride"])
-    return ta.tensor_type((1, (h - k) // s + 1, (w - k) // s + 1, c), relax_out_dtype(a))
+    kw = int(a["kernel_w"]) if "kernel_w" in a.keys() else k
+    return ta.tensor_type((1, (h - k) // s + 1, (w - kw) // s + 1, c), relax_out_dtype(a))
 
 
 # ---- the plain kernel (TIR from TE; layouts in codegen.kernels) ----------------------
@@ -73,11 +78,11 @@ def plain_kernel(spec):
     te = ta.te()
     _, h, w, c = spec.in_shape
     _, ho, wo, _ = spec.out_shape
-    k, s = spec.kernel, spec.stride
+    kh, kw, s = *spec.geometry[:2], spec.stride
     x = te.placeholder((h, w, row_bytes(c, spec.in_bits)), "uint8", "x")
     m0 = te.placeholder((1,), "int32", "m0")
     n0 = te.placeholder((1,), "int8", "n0")
-    rh, rw = te.reduce_axis((0, k), "kh"), te.reduce_axis((0, k), "kw")
+    rh, rw = te.reduce_axis((0, kh), "kh"), te.reduce_axis((0, kw), "kw")
     n_acc, clamp = kt.acc_channels(c, kt.WINDOW_CHANNEL_BLOCK)
     acc = te.compute((ho, wo, n_acc), lambda i, j, ch: te.sum(
         kt.load(x, (i * s + rh, j * s + rw), clamp(ch), spec.in_bits, spec.in_signed)
@@ -114,12 +119,13 @@ class AvgPool(Operator):
             kernel, stride = int(k[0]), int(at.get("strides", [1, 1])[0])
         else:
             kernel, stride = int(in_shape[2]), 1
+        kw = int(in_shape[3]) if op != "AveragePool" else kernel
         want = [1, in_shape[1]] + [(d - kernel) // stride + 1 if op == "AveragePool" else 1
                                    for d in in_shape[2:]]
         if kernel < 1 or stride < 1 or list(out_shape) != want:
             raise ModelError(f"node '{node.name}' ({op}): output shape {list(out_shape)}, "
                              f"expected {want} (kernel {kernel}, stride {stride})")
-        macs = int(np.prod(out_shape)) * kernel * kernel
+        macs = int(np.prod(out_shape)) * kernel * kw
         return Layer(node.name, "pool", [x], node.output[0], in_shape, out_shape,
                      macs=macs, kernel=kernel, stride=stride, nodes=[node.name])
 
@@ -127,13 +133,15 @@ class AvgPool(Operator):
         x = leg.act_input(e.args[0])
         axes = sorted(int(v) for v in e.attrs.axis)
         _, h, w, _ = ta.static_shape(x.var)
-        if axes != [2, 3] or h != w:
-            raise ModelError(f"node '{out.node}': only global average pooling over square maps")
+        if axes != [2, 3]:
+            raise ModelError(f"node '{out.node}': only global average pooling (over H, W)")
         name = leg.layer_name("pool")
         m0, n0 = leg.multipliers(f"layer '{name}'", x.scale / (out.scale * h * w))
         attrs = dict(kernel=h, stride=1, z_in=x.zero, z_out=out.zero, q_min=q_min, q_max=q_max,
                      in_bits=x.bits, out_bits=out.bits, name=name, kind="pool", in_node=x.node,
                      out_node=out.node)
+        if w != h:
+            attrs["kernel_w"] = w
         return leg.emit("mpq.avg_pool_icn", [
             x.var, ta.const(np.array([m0], np.int32)), ta.const(np.array([n0], np.int32))],
             attrs)
@@ -141,13 +149,15 @@ class AvgPool(Operator):
     def golden(self, op_name, args, a):
         x, m0, n0 = args
         return avg_pool(x, int(a["kernel"]), int(a["stride"]), int(a["z_in"]), m0, n0,
-                        int(a["z_out"]), int(a["q_min"]), int(a["q_max"]))
+                        int(a["z_out"]), int(a["q_min"]), int(a["q_max"]),
+                        kw=int(a["kernel_w"]) if "kernel_w" in a.keys() else None)
 
     def spec_from_call(self, call, common, get):
         from ..codegen.kernels import KernelSpec
 
-        return KernelSpec("avg_pool", kernel=get("kernel"), stride=get("stride", 1),
-                          z_in=get("z_in"), **common)
+        kh = get("kernel")
+        return KernelSpec("avg_pool", kernel=kh, kernel_hw=(kh, get("kernel_w", kh)),
+                          stride=get("stride", 1), z_in=get("z_in"), **common)
 
     def validate_spec(self, s, bad):
         from ..codegen.kernels import validate_window
