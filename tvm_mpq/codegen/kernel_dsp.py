@@ -32,6 +32,13 @@ the same bytes. Other depthwise kernels (or `rows=0`): for each block of 4 chann
 then per output pixel (or 2: `pix`) `mpq_dsp_dw` accumulates the taps with SMLABB/SMLATT
 (a padding tap counts as x = z_in, contribution 0).
 
+Geometry: the GEMM takes every group-1 conv; a non-square kernel, unequal strides or
+asymmetric pads use `mpq_dsp_im2col_g` (include/mpq_dsp_im2col_g.h, put in the prelude of
+those kernels only) for the columns, the same format. The depthwise kernels take square
+kernels, equal strides and symmetric pads with channel multiplier 1 (any k: the per-pixel
+kernel; 3x3 stride 1/2: the row kernel); other depthwise and grouped convs have no DSP
+layout (`dsp_layout` None) and get the plain kernel.
+
 Requantization (`mpq_dsp_requant`, the ICN rounding of `kernel_te.requantize`) and
 packing give the golden model's bytes. Odd pixel / channel counts compute a duplicate
 pixel or channel whose result is not stored.

@@ -20,6 +20,13 @@ high bits of the last byte are zero):
   channel's weights are not a whole number of 32-bit words, 3 zero bytes follow the last
   (the fast kernels read a row's partial last word whole; the extra slots meet zeros);
   depthwise weights: (KH, KW, C) packed along C; linear weights: (N, K) packed along K.
+  Grouped convs: OHWI with I = C_in / group; depthwise with a channel multiplier m:
+  (KH, KW, C_out), output channel o reading input channel o // m (ops/conv2d.py).
+- conv geometry: `kernel`, `stride`, `pad` for square kernels, equal strides and one pad;
+  otherwise the late fields `kernel_hw` (kh, kw), `strides` (sh, sw), `pads` (t, l, b, r)
+  hold it (and `kernel`, `stride`, `pad` their first values; `geometry` gives all eight);
+  `group` the groups of a conv. A square, symmetric geometry given through the late fields
+  is canonicalized to the ints, so its spec (name, digest, C) is the one it always was.
   Weights are unsigned or two's complement (`w_signed`), with a zero point per output
   channel (`w_zero`; per-layer quantization repeats one value).
 - per-channel parameters: bias int32[Cout], m0 int32[Cout], n0 int8[Cout],
