@@ -1,6 +1,7 @@
 """The geometry of a Conv (helper of ops/conv2d.py): kernel, strides, pads and groups from
-the ONNX attributes, and the loader's rewrite that folds a zero `Pad` and `auto_pad` into
-the Conv's explicit pads.
+the ONNX attributes, the loader's rewrite that folds a zero `Pad` and `auto_pad` into the
+Conv's explicit pads, and the golden arithmetic over any geometry and groups (the golden
+face of ops/conv2d.py calls `conv2d`).
 
 A geometry is the tuple `geo = (kh, kw, sh, sw, pt, pl, pb, pr)`: kernel height and width,
 strides along H and W, pads top, left, bottom, right (ONNX `pads` [x1_begin, x2_begin,
@@ -26,6 +27,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..errors import ModelError, UnsupportedOpError
+from ..reference.icn import check_acc, requantize
 
 
 def out_hw(h: int, w: int, geo) -> tuple[int, int]:
@@ -216,3 +218,57 @@ def _pad_amounts(pad, inits, consts, shapes):
     if min(full) < 0:
         raise UnsupportedOpError(pad.name, op, f"negative pads {full} (cropping)")
     return (full[2], full[3]), (full[6], full[7])
+
+
+# ---- golden model ---------------------------------------------------------------------
+
+def _im2col(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, pads, z_in: int):
+    """(H, W, C) -> (Ho, Wo, kh, kw, C) patches, padded with z_in."""
+    h, w, c = x.shape
+    pt, pl, pb, pr = pads
+    xp = np.full((h + pt + pb, w + pl + pr, c), z_in, dtype=np.int64)
+    xp[pt:pt + h, pl:pl + w] = x
+    ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+    cols = np.empty((ho, wo, kh, kw, c), np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j, :] = xp[i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
+    return cols
+
+
+def conv2d_acc(x, w, w_zero, bias, z_in, stride, pad, depthwise=False, acc_shift=0, *,
+               strides=None, pads=None, group=1):
+    """int32 accumulators (Ho, Wo, Cout) of a conv on NHWC x (1, H, W, C); w OHWI
+    (Cout, KH, KW, C / group). `stride`, `pad`: square and symmetric, unless `strides`
+    (sh, sw) / `pads` (t, l, b, r) are given. depthwise: group = C, w (Cout, KH, KW, 1),
+    output channel o reads input channel o // (Cout / C)."""
+    x = np.asarray(x, np.int64)[0]
+    w = np.asarray(w, np.int64)
+    sh, sw = strides if strides is not None else (stride, stride)
+    pads = tuple(pads) if pads is not None else (pad,) * 4
+    cout, kh, kw = w.shape[:3]
+    c = x.shape[-1]
+    cols = _im2col(x, kh, kw, int(sh), int(sw), pads, z_in) - z_in  # (Ho, Wo, kh, kw, C)
+    ho, wo = cols.shape[:2]
+    wz = w - np.asarray(w_zero, np.int64).reshape(-1, 1, 1, 1)
+    if depthwise:
+        src = np.arange(cout) // (cout // c)
+        acc = np.einsum("hwijc,cij->hwc", cols[..., src].astype(np.float64),
+                        wz[..., 0].astype(np.float64))
+    else:
+        cin_g, cout_g = c // group, cout // group
+        parts = []
+        for g in range(group):
+            cg = cols[..., g * cin_g:(g + 1) * cin_g].reshape(ho * wo, -1)
+            wg = wz[g * cout_g:(g + 1) * cout_g].reshape(cout_g, -1)
+            parts.append(cg.astype(np.float64) @ wg.T.astype(np.float64))
+        acc = np.concatenate(parts, axis=1).reshape(ho, wo, -1)
+    acc = np.rint(acc) * float(1 << acc_shift) + np.asarray(bias, np.float64)
+    return check_acc(acc, "conv2d")
+
+
+def conv2d(x, w, w_zero, bias, z_in, stride, pad, m0, n0, z_out, q_min, q_max,
+           depthwise=False, acc_shift=0, *, strides=None, pads=None, group=1):
+    acc = conv2d_acc(x, w, w_zero, bias, z_in, stride, pad, depthwise, acc_shift,
+                     strides=strides, pads=pads, group=group)
+    return requantize(acc, m0, n0, z_out, q_min, q_max)[None]
