@@ -41,9 +41,9 @@ from . import register
 from .base import Operator
 from .common import relax_attr_int, relax_out_dtype, requant_te
 from .conv2d_geometry import conv2d, conv2d_acc, is_plain, onnx_geometry, out_hw
+from .weighted import WeightedOperator
 
 __all__ = ["Conv2d", "conv2d", "conv2d_acc", "plain_kernel"]
-from .weighted import WeightedOperator
 
 
 def _geometry(a, w_shape, depthwise: bool, c_in: int):
