@@ -90,10 +90,6 @@ def _float_cases():
 
     no_nodes = _copy(base)
     del no_nodes.graph.node[:]
-    autopad = _set_attr(_set_attr(_copy(base), "conv0", "pads", None), "conv0", "auto_pad",
-                        "SAME_UPPER")
-    group2 = _set_attr(_copy(base), "block1.pw", "group", 2)
-    _map_init(group2, "block1.pw.weight", lambda a: a[:, : a.shape[1] // 2])
     cases = {
         "not_onnx": (b"this is a text file, not a protobuf\n" * 10, ["not a valid ONNX"]),
         "truncated": (data[: len(data) // 3], ["bad.onnx", "truncated"]),
@@ -105,13 +101,17 @@ def _float_cases():
         "zero_dim": (dim(3, dim_value=0), ["zero-sized", "'input'"]),
         "dilations": (_set_attr(_copy(base), "block1.dw", "dilations", [2, 2]),
                       ["block1.dw", "dilations"]),
-        "asymmetric_pads": (_set_attr(_copy(base), "conv0", "pads", [1, 1, 0, 0]),
-                            ["conv0", "asymmetric pads"]),
-        "stride_3": (_set_attr(_copy(base), "conv0", "strides", [3, 3]), ["conv0", "strides"]),
-        "stride_1x2": (_set_attr(_copy(base), "conv0", "strides", [1, 2]),
-                       ["conv0", "strides"]),
-        "auto_pad": (autopad, ["conv0", "auto_pad"]),
-        "group_2": (group2, ["block1.pw", "group=2"]),
+        # (asymmetric pads, strides 3 and 1x2, auto_pad and group 2 compile now:
+        # tests/test_op_conv2d_general.py)
+        "dilations_2x1": (_set_attr(_copy(base), "conv0", "dilations", [2, 1]),
+                          ["conv0", "dilations"]),
+        "negative_pads": (_set_attr(_copy(base), "conv0", "pads", [1, 1, -1, 0]),
+                          ["conv0", "negative"]),
+        "auto_pad_invalid": (_set_attr(_set_attr(_copy(base), "conv0", "pads", None), "conv0",
+                                       "auto_pad", "SAME_MIDDLE"), ["conv0", "auto_pad"]),
+        "pad_reflect": (_pad_before(_copy(base), "conv0", "reflect"), ["conv0.pad", "reflect"]),
+        "pad_value": (_pad_before(_copy(base), "conv0", "constant", 0.5),
+                      ["conv0.pad", "value 0.5"]),
         "nan_weight": (_map_init(_copy(base), "conv0.weight", lambda a: _first(a, np.nan)),
                        ["'conv0'", "NaN"]),
         "inf_weight": (_map_init(_copy(base), "block3.pw.weight", lambda a: _first(a, -np.inf)),
@@ -139,6 +139,25 @@ def _float_cases():
     }
     return {k: (v if isinstance(v, bytes) else v.SerializeToString(), n)
             for k, (v, n) in cases.items()}
+
+
+def _pad_before(m, name, mode, value=None):
+    """A Pad (mode, value) in front of conv `name`, whose own pads go (same output shape)."""
+    n = _node(m, name)
+    pads = [int(v) for v in next(a for a in n.attribute if a.name == "pads").ints]
+    _set_attr(m, name, "pads", None)
+    t, l_, b, r = pads
+    m.graph.initializer.append(numpy_helper.from_array(
+        np.array([0, 0, t, l_, 0, 0, b, r], np.int64), f"{name}.pad.pads"))
+    ins = [n.input[0], f"{name}.pad.pads"]
+    if value is not None:
+        m.graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32),
+                                                           f"{name}.pad.value"))
+        ins.append(f"{name}.pad.value")
+    pad = helper.make_node("Pad", ins, [f"{name}.padded"], name=f"{name}.pad", mode=mode)
+    n.input[0] = f"{name}.padded"
+    m.graph.node.insert(list(m.graph.node).index(n), pad)
+    return m
 
 
 def _no_value(m, name, key):

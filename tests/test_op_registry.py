@@ -15,10 +15,10 @@ from tvm_mpq.ops.base import Operator
 # operator -> the tests that check it: golden vs an independent reference, host kernel ==
 # golden over shapes x bits, QEMU == host == golden, bad attributes as one-line errors
 COVERAGE = {
-    "conv2d": {"independent": "test_convert.py::test_onnxruntime_qdq_model",
-               "host": "test_codegen_kernels.py::test_conv_kinds_all_bit_combos",
-               "qemu": "test_kernels_qemu.py::test_every_kernel_on_qemu_equals_host_and_golden",
-               "bad": "test_bad_models.py::test_bad_float_model"},
+    "conv2d": {"independent": "test_op_conv2d_general.py::test_golden_equals_onnx_reference",
+               "host": "test_op_conv2d_general.py::test_host_kernel_equals_golden_all_bit_combos",
+               "qemu": "test_op_conv2d_general.py::test_kernels_on_qemu_equal_host_and_golden",
+               "bad": "test_op_conv2d_general.py::test_bad_attributes_are_one_line_errors"},
     "linear": {"independent": "test_convert.py::test_onnxruntime_qdq_model",
                "host": "test_codegen_kernels.py::test_linear_all_bit_combos_signed_int8_logits",
                "qemu": "test_kernels_qemu.py::test_every_kernel_on_qemu_equals_host_and_golden",

@@ -32,6 +32,13 @@ the same bytes. Other depthwise kernels (or `rows=0`): for each block of 4 chann
 then per output pixel (or 2: `pix`) `mpq_dsp_dw` accumulates the taps with SMLABB/SMLATT
 (a padding tap counts as x = z_in, contribution 0).
 
+Geometry: the GEMM takes every group-1 conv; a non-square kernel, unequal strides or
+asymmetric pads use `mpq_dsp_im2col_g` (include/mpq_dsp_im2col_g.h, put in the prelude of
+those kernels only) for the columns, the same format. The depthwise kernels take square
+kernels, equal strides and symmetric pads with channel multiplier 1 (any k: the per-pixel
+kernel; 3x3 stride 1/2: the row kernel); other depthwise and grouped convs have no DSP
+layout (`dsp_layout` None) and get the plain kernel.
+
 Requantization (`mpq_dsp_requant`, the ICN rounding of `kernel_te.requantize`) and
 packing give the golden model's bytes. Odd pixel / channel counts compute a duplicate
 pixel or channel whose result is not stored.
@@ -56,6 +63,30 @@ def layout(spec) -> str | None:
 CONSTRAINTS = ("at most 8 accumulators: pix * ch <= 8 (ch = 1: pix <= 8, unroll 2); "
                "depthwise: pix with rows=0, g with rows=1")
 DWR_TAB = 11        # words a channel in the row depthwise table (MPQ_DSP_DWR_TAB)
+
+
+def _taps(spec) -> int:
+    """Window taps kh * kw of a gemm or depthwise spec (1 for a fully connected layer)."""
+    if len(spec.in_shape) == 2:
+        return 1
+    kh, kw = spec.geometry[:2]
+    return kh * kw
+
+
+def _general(spec) -> bool:
+    """Whether a gemm spec's geometry is beyond `kernel`, `stride`, `pad` (non-square
+    kernel, unequal strides, asymmetric pads): its im2col is mpq_dsp_im2col_g."""
+    return len(spec.in_shape) == 4 and bool(spec.kernel_hw or spec.strides or spec.pads)
+
+
+def im2col_general(spec) -> str:
+    """The C of mpq_dsp_im2col_g (include/mpq_dsp_im2col_g.h) for a general-geometry gemm
+    kernel's prelude, else ""."""
+    if layout(spec) != "gemm" or not _general(spec):
+        return ""
+    from .kernels import DSP_INCLUDE
+
+    return (DSP_INCLUDE / "mpq_dsp_im2col_g.h").read_text()
 
 
 def _dims(spec):
@@ -105,7 +136,7 @@ def _default_pix(spec) -> int:
     layers tuning measured 8 columns 0.2% faster than the count's 7)."""
     h, w, c, ho, wo, _, k, _, _ = _dims(spec)
     n_pix = ho * wo
-    n_slots = -(-(k * k * row_bytes(c, spec.w_bits)) // 4) * (32 // spec.w_bits)
+    n_slots = -(-(_taps(spec) * row_bytes(c, spec.w_bits)) // 4) * (32 // spec.w_bits)
     cap = max(1, min(8, DEFAULT_SCRATCH // (2 * n_slots)))
     cost = {P: -(-n_pix // P) * (3 + 3 * P) for P in range(1, cap + 1)}
     return max(P for P, v in cost.items() if v <= 1.01 * min(cost.values()))
@@ -180,7 +211,7 @@ def resolve_schedule(spec) -> dict[str, int]:
 def gemm_layout(spec) -> tuple[int, int, int]:
     """(weight row bytes per output channel, im2col slots per column, columns)."""
     h, w, c, ho, wo, cout, k, _, _ = _dims(spec)
-    row_w = k * k * row_bytes(c, spec.w_bits)
+    row_w = _taps(spec) * row_bytes(c, spec.w_bits)
     n_slots = -(-row_w // 4) * (32 // spec.w_bits)
     return row_w, n_slots, resolve_schedule(spec)["pix"]
 
@@ -282,11 +313,14 @@ def gemm(spec, name: str):
             with T.serial(0, -(-n_pix // n_cols)) as pp:
                 sx = T.alloc_buffer((n_cols,), "int32", scope="global")
                 pix = [tirx.min(pp * n_cols + q, n_pix - 1) for q in range(n_cols)]
+                # general geometry: (kh, kw, sh, sw, pt, pl) for mpq_dsp_im2col_g
+                win = (k, stride, pad) if not _general(spec) else spec.geometry[:6]
+                im2col = "mpq_dsp_im2col_g" if _general(spec) else "mpq_dsp_im2col"
                 for q in range(n_cols):
                     T.buffer_store(sx, T.call_extern(
-                        "int32", "mpq_dsp_im2col",
+                        "int32", im2col,
                         T.address_of(scratch[0 if ilv > 1 else q * col_bytes]),
-                        x.data, pix[q] // wo, pix[q] % wo, h, w, c, k, stride, pad,
+                        x.data, pix[q] // wo, pix[q] % wo, h, w, c, *win,
                         spec.in_bits, int(spec.in_signed), spec.z_in, spec.w_bits, n_slots,
                         ilv, q if ilv > 1 else 0), [q])
                 with T.serial(0, n_blocks) as blk:

@@ -129,16 +129,18 @@ def channel_params(n: int, w_signed: bool):
 
 
 def padded_input(x, spec, h: int, w: int, c_bits: int, signed: bool):
-    """x_in(i, j, ch) - z_in at padded coordinates (i, j); 0 in the padding."""
+    """x_in(i, j, ch) - z_in at padded coordinates (i, j); 0 in the padding (pads top, left,
+    bottom, right from `spec.geometry`)."""
     tirx = ta.tirx()
-    p, z_in = spec.pad, tirx.const(spec.z_in, "int32")
+    pt, pl, pb, pr = spec.geometry[4:]
+    z_in = tirx.const(spec.z_in, "int32")
 
     def xin(i, j, ch):
-        if p == 0:
+        if not (pt or pl or pb or pr):
             return load(x, (i, j), ch, c_bits, signed) - z_in
-        inside = tirx.all(i >= p, i < h + p, j >= p, j < w + p)
-        ii = tirx.max(tirx.min(i - p, h - 1), 0)
-        jj = tirx.max(tirx.min(j - p, w - 1), 0)
+        inside = tirx.all(i >= pt, i < h + pt, j >= pl, j < w + pl)
+        ii = tirx.max(tirx.min(i - pt, h - 1), 0)
+        jj = tirx.max(tirx.min(j - pl, w - 1), 0)
         return tirx.if_then_else(inside, load(x, (ii, jj), ch, c_bits, signed) - z_in,
                                  tirx.const(0, "int32"))
 

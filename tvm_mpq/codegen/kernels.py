@@ -20,6 +20,13 @@ high bits of the last byte are zero):
   channel's weights are not a whole number of 32-bit words, 3 zero bytes follow the last
   (the fast kernels read a row's partial last word whole; the extra slots meet zeros);
   depthwise weights: (KH, KW, C) packed along C; linear weights: (N, K) packed along K.
+  Grouped convs: OHWI with I = C_in / group; depthwise with a channel multiplier m:
+  (KH, KW, C_out), output channel o reading input channel o // m (ops/conv2d.py).
+- conv geometry: `kernel`, `stride`, `pad` for square kernels, equal strides and one pad;
+  otherwise the late fields `kernel_hw` (kh, kw), `strides` (sh, sw), `pads` (t, l, b, r)
+  hold it (and `kernel`, `stride`, `pad` their first values; `geometry` gives all eight);
+  `group` the groups of a conv. A square, symmetric geometry given through the late fields
+  is canonicalized to the ints, so its spec (name, digest, C) is the one it always was.
   Weights are unsigned or two's complement (`w_signed`), with a zero point per output
   channel (`w_zero`; per-layer quantization repeats one value).
 - per-channel parameters: bias int32[Cout], m0 int32[Cout], n0 int8[Cout],
@@ -115,6 +122,12 @@ class KernelSpec:
     requant: bool = False           # max pool: requantize (input and output scales differ)
     b_shape: tuple = ()             # mul: the second input's NHWC shape (broadcast over H, W)
     parts: tuple = ()               # concat: per input (channels, bits, signed, z_in, requant)
+    # conv geometry beyond `kernel`, `stride`, `pad` (which then hold kh, sh, pt): set only
+    # when the kernel is not square, the strides differ, the pads are not all equal
+    kernel_hw: tuple = ()           # (kh, kw)
+    strides: tuple = ()             # (sh, sw)
+    pads: tuple = ()                # (top, left, bottom, right)
+    group: int = 1                  # conv: groups (depthwise: implied, Cout / Cin multiplier)
 
     def __post_init__(self):
         set_ = functools.partial(object.__setattr__, self)
@@ -136,7 +149,22 @@ class KernelSpec:
         set_("window", tuple(int(v) for v in self.window))
         set_("b_shape", tuple(int(v) for v in self.b_shape))
         set_("parts", tuple(tuple(int(v) for v in p) for p in self.parts))
+        for f, n, one in (("kernel_hw", 2, "kernel"), ("strides", 2, "stride"),
+                          ("pads", 4, "pad")):
+            v = tuple(int(e) for e in getattr(self, f))
+            if v and len(v) != n:
+                raise ModelError(f"kernel spec ({self.kind}): {f}={v}, expected {n} values")
+            if v:               # canonical: the late field only when the int cannot say it
+                set_(one, v[0])
+                set_(f, () if len(set(v)) == 1 else v)
+        set_("group", int(self.group))
         _validate(self)
+
+    @property
+    def geometry(self) -> tuple[int, ...]:
+        """(kh, kw, sh, sw, pt, pl, pb, pr) of a windowed kernel."""
+        return (*(self.kernel_hw or (self.kernel,) * 2), *(self.strides or (self.stride,) * 2),
+                *(self.pads or (self.pad,) * 4))
 
     @property
     def name(self) -> str:
@@ -191,8 +219,10 @@ def _generate(spec: KernelSpec) -> Kernel:
 
 
 def is_fast(spec: KernelSpec) -> bool:
-    """Whether `spec` gets a DSP kernel (the weight operators' kernels with dsp=True)."""
-    return bool(spec.dsp) and ops.for_kernel(spec.kind).has_weights
+    """Whether `spec` gets a DSP kernel (the weight operators' kernels with dsp=True whose
+    geometry a DSP kernel takes: `dsp_layout` not None)."""
+    op = ops.for_kernel(spec.kind)
+    return bool(spec.dsp) and op.has_weights and op.dsp_layout(spec) is not None
 
 
 @functools.cache
@@ -258,7 +288,8 @@ def _tag(bits: int, signed: bool) -> str:
     return ("s" if signed else "u") + str(bits)
 
 
-_LATE_FIELDS = {"window": (), "requant": False, "b_shape": (), "parts": ()}
+_LATE_FIELDS = {"window": (), "requant": False, "b_shape": (), "parts": (),
+                "kernel_hw": (), "strides": (), "pads": (), "group": 1}
 
 
 def _fields(spec: KernelSpec) -> dict:
@@ -304,9 +335,12 @@ def validate_window(s: KernelSpec, bad, cout: int) -> None:
     """The checks of a windowed NHWC kernel (conv, pooling) with `cout` output channels."""
     if len(s.in_shape) != 4 or len(s.out_shape) != 4 or s.in_shape[0] != 1:
         bad(f"NHWC batch-1 shapes expected, got {s.in_shape} -> {s.out_shape}")
-    if s.kernel < 1 or s.stride < 1 or s.pad < 0:
-        bad(f"kernel={s.kernel} stride={s.stride} pad={s.pad}")
+    kh, kw, sh, sw, pt, pl, pb, pr = s.geometry
+    if min(kh, kw, sh, sw) < 1 or min(pt, pl, pb, pr) < 0:
+        bad(f"kernel={s.kernel} stride={s.stride} pad={s.pad}" if not (
+            s.kernel_hw or s.strides or s.pads) else f"geometry {s.geometry} (kh, kw, sh, sw, "
+            "pt, pl, pb, pr)")
     _, h, w, c = s.in_shape
-    ho, wo = (h + 2 * s.pad - s.kernel) // s.stride + 1, (w + 2 * s.pad - s.kernel) // s.stride + 1
+    ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
     if s.out_shape != (1, ho, wo, cout) or ho < 1 or wo < 1:
         bad(f"output shape {s.out_shape}, expected {(1, ho, wo, cout)}")

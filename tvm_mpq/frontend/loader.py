@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError
 from ..errors import ModelError
 from ..models import zoo
 from .cleanup import parse_input_shape, prepare_model
+from ..ops.conv2d_geometry import normalize_convs
 
 
 def load_model(spec: str, *, num_classes: int | None = None,
@@ -68,7 +69,9 @@ def load_onnx_bytes(data: bytes, path: str = "model", input_shape: str | None = 
 
 
 def validate(model: onnx.ModelProto, origin: str = "model") -> onnx.ModelProto:
-    """Check the structure, input shapes and run ONNX shape inference (strict)."""
+    """Check the structure, input shapes and run ONNX shape inference (strict); then every
+    Conv gets explicit pads (auto_pad resolved, a zero Pad before it folded in:
+    ops.conv2d_geometry.normalize_convs)."""
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, Exception) as e:  # noqa: BLE001 - checker raises many
@@ -106,7 +109,7 @@ def validate(model: onnx.ModelProto, origin: str = "model") -> onnx.ModelProto:
                                                   data_prop=True)
     except Exception as e:  # noqa: BLE001 - onnx raises InferenceError and others
         raise ModelError(f"{origin}: shape inference failed: {_short(e)}") from None
-    return model
+    return normalize_convs(model)
 
 
 def _short(e: BaseException) -> str:

@@ -1,6 +1,7 @@
 """The operator registry: one module per operator family, each declaring all of its faces.
 
-    conv2d.py    Conv: full, pointwise (1x1) and depthwise         mpq.conv2d_icn
+    conv2d.py    Conv: full, pointwise (1x1), depthwise, grouped    mpq.conv2d_icn
+                 (conv2d_geometry.py: its ONNX geometry and the Pad fold)
     linear.py    Gemm / MatMul on a flat vector                    mpq.linear_icn
     avg_pool.py  GlobalAveragePool, AveragePool                    mpq.avg_pool_icn
     max_pool.py  MaxPool                                           mpq.max_pool

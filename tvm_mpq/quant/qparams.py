@@ -184,9 +184,10 @@ def read_qdq_params(model: onnx.ModelProto) -> list[LayerQParams]:
         w_bits = QTYPE_BITS[inits[wdq.input[0]].data_type][0]
         kind = "linear"
         if node.op_type == "Conv":
-            k, grp = at["kernel_shape"][0], at.get("group", 1)
-            kind = "depthwise" if grp > 1 else "pointwise" if k == 1 and \
-                at.get("pads", [0])[0] == 0 else "conv"
+            k, grp = list(at["kernel_shape"]), at.get("group", 1)
+            cin_g = inits[wdq.input[0]].dims[1]
+            kind = "depthwise" if grp > 1 and cin_g == 1 else "pointwise" if k == [1, 1] \
+                and grp == 1 and not any(at.get("pads", [0])) else "conv"
         if per_channel and axis != 0:
             raise ModelError(f"node '{wdq.name}': per-channel axis {axis}, expected 0")
         p = LayerQParams(

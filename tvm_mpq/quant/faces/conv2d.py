@@ -12,6 +12,11 @@
       DQ(L.weight_q) -> Conv L [bias] -> [BatchNormalization L.bn] -> [Relu L.relu]
           -> QuantizeLinear L.quant(L.act_scale, L.act_zero_point) -> DequantizeLinear
   (no Relu for a signed output).
+
+Geometry (the layer's attrs, ops/conv2d.py): kernel (kh, kw), strides (sh, sw), pads (t, l,
+b, r), groups. A square, symmetric conv runs F.conv2d(x, w, b, stride, pad, 1, groups) as
+always; other pads are F.pad with zeros before an unpadded F.conv2d; the export writes
+kernel_shape, strides, pads [t, l, b, r] and group explicitly.
 """
 
 from __future__ import annotations
@@ -50,8 +55,12 @@ class ConvLayer(LayerModule):
     has_weights = True
 
     def __init__(self, layer, weight: np.ndarray, bias: np.ndarray | None, stride: int,
-                 pad: int, groups: int):
+                 pad: int, groups: int, geo: tuple | None = None):
         super().__init__(layer)
+        kh, kw = weight.shape[2:]
+        # (kh, kw, sh, sw, pt, pl, pb, pr)
+        self.geo = tuple(int(v) for v in geo) if geo is not None else \
+            (kh, kw, stride, stride, pad, pad, pad, pad)
         self.weight = nn.Parameter(torch.from_numpy(np.array(weight, np.float32)))
         self.bias = None if bias is None else nn.Parameter(torch.from_numpy(
             np.array(bias, np.float32)))
@@ -91,7 +100,18 @@ class ConvLayer(LayerModule):
         self.bn, self.bn_name = bn, name
 
     def conv(self, x, w, b=None):
-        return F.conv2d(x, w, b, self.stride, self.pad, 1, self.groups)
+        _, _, sh, sw, pt, pl, pb, pr = self.geo
+        if sh == sw and pt == pl == pb == pr:
+            return F.conv2d(x, w, b, self.stride, self.pad, 1, self.groups)
+        if pt == pb and pl == pr:
+            return F.conv2d(x, w, b, (sh, sw), (pt, pl), 1, self.groups)
+        return F.conv2d(F.pad(x, (pl, pr, pt, pb)), w, b, (sh, sw), 0, 1, self.groups)
+
+    def onnx_attrs(self) -> dict:
+        """The Conv node's geometry attributes (the export's)."""
+        kh, kw, sh, sw, *pads = self.geo
+        return dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=list(pads),
+                    group=int(self.groups))
 
     def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch-norm folded into the weights: W' = W*gamma/sigma, b' = beta - mu*gamma/sigma
@@ -140,17 +160,14 @@ class ConvFace(Face):
         name, at = node.name, ctx.attrs(node)
         w = ctx.const(node.input[1], node)
         b = ctx.const(node.input[2], node) if len(node.input) > 2 and node.input[2] else None
-        if w.ndim != 4 or w.shape[2] != w.shape[3]:
-            raise UnsupportedOpError(name, "Conv", f"weights {w.shape}: only square 2-D kernels")
-        if at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-            raise UnsupportedOpError(name, "Conv", "auto_pad (use explicit pads)")
+        if w.ndim != 4:
+            raise UnsupportedOpError(name, "Conv", f"weights {w.shape}: only 2-D kernels")
         if any(d != 1 for d in at.get("dilations", [1, 1])):
             raise UnsupportedOpError(name, "Conv", "dilations")
-        pads, strides = list(at.get("pads", [0, 0, 0, 0])), list(at.get("strides", [1, 1]))
-        if len(set(pads)) != 1 or len(set(strides)) != 1:
-            raise UnsupportedOpError(name, "Conv", f"pads {pads} / strides {strides} not "
-                                     "uniform")
-        m = ConvLayer(layer, w, b, int(strides[0]), int(pads[0]), int(at.get("group", 1)))
+        geo = layer.attrs.get("kernel_hw", list(w.shape[2:])) + \
+            layer.attrs.get("strides", [layer.stride] * 2) + \
+            layer.attrs.get("pads", [layer.pad] * 4)
+        m = ConvLayer(layer, w, b, int(geo[2]), int(geo[4]), int(at.get("group", 1)), geo)
         for g in ctx.glue(layer):
             op = g.op_type
             if op == "BatchNormalization":
@@ -200,10 +217,8 @@ class ConvFace(Face):
         if p.bias is not None:
             ctx.inits.append(f32(f"{p.name}.bias", p.bias))
             ins.append(f"{p.name}.bias")
-        k = int(p.w_q.shape[2])
         ctx.nodes.append(helper.make_node("Conv", ins, [f"{p.name}.conv"], name=p.name,
-                                          kernel_shape=[k, k], strides=[p.stride] * 2,
-                                          pads=[p.pad] * 4, group=p.groups))
+                                          **m.onnx_attrs()))
         y = f"{p.name}.conv"
         if p.icn:
             bn_ins = [y]
@@ -225,10 +240,8 @@ class ConvFace(Face):
         ins = [ctx.names[m.inputs[0]], ctx.init(f"{m.name}.weight", _np(m.weight))]
         if m.bias is not None:
             ins.append(ctx.init(f"{m.name}.bias", _np(m.bias)))
-        k = int(m.weight.shape[2])
         ctx.nodes.append(helper.make_node("Conv", ins, [f"{m.name}.conv"], name=m.name,
-                                          kernel_shape=[k, k], strides=[m.stride] * 2,
-                                          pads=[m.pad] * 4, group=m.groups))
+                                          **m.onnx_attrs()))
         x = f"{m.name}.conv"
         if m.bn is not None:
             bn = m.bn
