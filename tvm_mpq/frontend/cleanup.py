@@ -11,6 +11,8 @@ differ from the flow's canonical form in ways that carry no arithmetic:
    contract and stay as they are), by onnxslim: constant folding (Clip bounds from
    Constant nodes, shape arithmetic), Identity/Dropout removal, dead nodes, MatMul + Add
    -> Gemm, Conv + BatchNormalization folding, shape inference.
+   A Mul by a scalar constant before a Gemm/MatMul/Conv (through layout-only nodes), as
+   Paddle exports its inference-time dropout (x * 0.8), is folded into that layer's weights.
 3. Layout. tf2onnx's NHWC input behind Transpose(perm 0, 3, 1, 2) becomes an NCHW input
    of the same name (the flow's integer graph is NHWC anyway, so the firmware takes the
    user's NHWC data unchanged); `metadata_props["tvm_mpq.input_layout"] = "NHWC"` records
@@ -64,6 +66,7 @@ def prepare_model(model: onnx.ModelProto, origin: str,
     changed = _fix_input_shape(m, inputs[0], origin, input_shape)
     if not _is_qdq(m):
         m = _slim(m, origin)
+        _fold_scalar_muls(m)
         changed = True
     elif changed:
         m = _infer_shapes(m, origin)
@@ -124,6 +127,48 @@ def _slim(m, origin):
     if out is None:
         raise ModelError(f"{origin}: the graph clean-up (onnxslim) returned no model")
     return out
+
+
+_LAYOUT_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def _fold_scalar_muls(m) -> None:
+    """x * c (c a scalar initializer) whose only path is layout ops into the data input of a
+    Gemm / MatMul / Conv with initializer weights: scale those weights by c instead (exact
+    in real arithmetic: the layer is linear in its input)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    for mul in [n for n in g.node if n.op_type == "Mul"]:
+        const = [t for t in mul.input if t in inits and
+                 int(np.prod(numpy_helper.to_array(inits[t]).shape)) == 1]
+        if len(const) != 1:
+            continue
+        x = next(t for t in mul.input if t != const[0])
+        tensor, node = mul.output[0], None
+        while True:
+            users = [n for n in g.node if tensor in n.input]
+            if len(users) != 1:
+                break
+            node = users[0]
+            if node.op_type not in _LAYOUT_OPS or node.input[0] != tensor:
+                break
+            tensor = node.output[0]
+        if node is None or node.op_type not in ("Gemm", "MatMul", "Conv") \
+                or node.input[0] != tensor or len(node.input) < 2 \
+                or node.input[1] not in inits \
+                or sum(node.input[1] in n.input for n in g.node) != 1:
+            continue
+        c = float(numpy_helper.to_array(inits[const[0]]).ravel()[0])
+        w = inits[node.input[1]]
+        w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * np.float32(c), w.name))
+        for n in g.node:                    # the Mul's consumers read x itself
+            for k, name in enumerate(n.input):
+                if name == mul.output[0]:
+                    n.input[k] = x
+        g.node.remove(mul)
 
 
 def _nhwc_input(m) -> bool:

@@ -61,7 +61,7 @@ class ActivationFace(Face):
 
     def build(self, layer, ctx) -> ActivationLayer:
         for g in ctx.glue(layer):
-            if g.op_type not in ("Identity",):
+            if g.op_type not in ("Identity", "Reshape", "Flatten", "Squeeze"):
                 raise UnsupportedOpError(g.name, g.op_type, f"after a {layer.attrs['function']}")
         return ActivationLayer(layer)
 

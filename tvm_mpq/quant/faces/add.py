@@ -52,7 +52,7 @@ class AddFace(Face):
         for g in ctx.glue(layer):
             if g.op_type == "Relu" and not m.relu:
                 m.relu, m.relu_name = True, g.name
-            elif g.op_type not in ("Identity",):
+            elif g.op_type not in ("Identity", "Reshape", "Flatten", "Squeeze"):
                 raise UnsupportedOpError(g.name, g.op_type, "after a residual add (only Relu)")
         return m
 
