@@ -36,7 +36,8 @@ def _cli(*args, timeout=1800):
 
 def _one_line(p) -> str:
     lines = [ln for ln in p.stderr.splitlines() if ln.strip() and "warning" not in ln]
-    return (lines[-1] if lines else p.stdout.strip().splitlines()[-1])[:90]
+    line = lines[-1] if lines else p.stdout.strip().splitlines()[-1]
+    return re.sub(r"^tvm-mpq \w+: error: ", "", line).split(" (")[0][:120]
 
 
 def _packaged(package: str, rel: str) -> Path | None:

@@ -13,11 +13,10 @@ import itertools
 import numpy as np
 import pytest
 
-from tvm_mpq.codegen.aot import c_array
+from kernel_image import build_image, check_image
 from tvm_mpq.codegen.kernels import KernelSpec, generate_kernel, pack_params
 from tvm_mpq.reference import icn, ops
-from tvm_mpq.reference.packing import pack, packed_bytes, unpack
-from tvm_mpq.target import build_firmware, run_host, run_qemu
+from tvm_mpq.reference.packing import pack
 
 BITS = (8, 4, 2)
 COMBOS = list(itertools.product(BITS, BITS, BITS))
@@ -165,58 +164,11 @@ def firmware(tmp_path_factory):
         cases.append((*_dw_asm_case(rng, h, w, c, stride, bits, acc_shift, out_signed,
                                     sched, pad=0 if c == 10 else 1), None))
     cases += _pool_add_cases(rng)
-    d = tmp_path_factory.mktemp("kernels") / "codegen"
-    d.mkdir()
-    kernels, arrays, calls, expect = {}, [], [], []
-    offset = 0
-    for j, (spec, xb, params, y, bb) in enumerate(cases):
-        k = generate_kernel(spec)
-        kernels[k.name] = k
-        arrays.append(c_array("uint8_t", f"x{j}", xb))
-        args = [f"x{j}"]
-        if bb is not None:
-            arrays.append(c_array("uint8_t", f"b{j}", bb))
-            args.append(f"b{j}")
-        for pname, (ctype, data) in params.items():
-            arrays.append(c_array(ctype, f"p{j}_{pname}", data))
-            args.append(f"p{j}_{pname}")
-        args.append(f"output + {offset}")
-        if k.scratch_bytes:                      # the fast kernels' im2col columns
-            arrays.append(f"static uint8_t s{j}[{k.scratch_bytes}] __attribute__((aligned(8)));")
-            args.append(f"s{j}")
-        calls.append(f"    if ({k.name}({', '.join(args)}) != 0) return {j + 1};")
-        nbytes = packed_bytes(spec.out_shape, spec.out_bits)
-        expect.append((offset, nbytes, spec, y))
-        offset += nbytes
-    for k in kernels.values():
-        (d / f"{k.name}.c").write_text(k.c_source)
-    (d / "model.h").write_text(
-        "#include <stdint.h>\n#define MPQ_INPUT_BYTES 1\n"
-        f"#define MPQ_OUTPUT_BYTES {offset}\n#define MPQ_ARENA_BYTES 0\n"
-        "#define MPQ_NUM_LAYERS 1\nextern const char *const mpq_layer_names[1];\n"
-        "int mpq_model_run(const uint8_t *input, uint8_t *output);\n"
-        "#ifdef MPQ_PROFILE\nvoid mpq_profile_begin(int);\nvoid mpq_profile_end(int);\n#endif\n")
-    protos = "\n".join(k.prototype for k in kernels.values())
-    (d / "model.c").write_text(
-        "#include \"model.h\"\n" + protos + "\n" + "\n".join(arrays) +
-        "\nconst char *const mpq_layer_names[1] = {\"all_kernels\"};\n"
-        "int mpq_model_run(const uint8_t *input, uint8_t *output) {\n    (void)input;\n"
-        + "\n".join(calls) + "\n    return 0;\n}\n")
-    root = tmp_path_factory.mktemp("build")
-    qemu = build_firmware(None, "qemu_m7", root / "qemu", codegen_dir=d)
-    host = build_firmware(None, "host", root / "host", codegen_dir=d)
+    qemu, host, expect = build_image(cases, tmp_path_factory.mktemp("kernels"))
     return qemu, host, expect, len(cases)
 
 
 def test_every_kernel_on_qemu_equals_host_and_golden(firmware):
     qemu, host, expect, n_cases = firmware
     assert n_cases == 4 * 27 + len(WIDE) + len(DW_ASM) + 6
-    q = run_qemu(qemu, b"\0", timeout_s=120).output_bytes
-    h = run_host(host, b"\0").output_bytes
-    assert q == h
-    data = np.frombuffer(q, np.uint8)
-    for offset, nbytes, spec, y in expect:
-        row = spec.out_shape[-1]
-        got = unpack(data[offset:offset + nbytes].reshape(-1, packed_bytes((row,), spec.out_bits)),
-                     spec.out_bits, row, signed=spec.out_signed)
-        np.testing.assert_array_equal(got.reshape(y.shape), y, err_msg=spec.name)
+    check_image(qemu, host, expect)

@@ -226,55 +226,11 @@ QEMU_CASES = [("dscnn_10x4_s2", (8, 8, 8)), ("dscnn_10x4_s2", (8, 4, 4)), ("same
 
 @pytest.mark.slow
 def test_kernels_on_qemu_equal_host_and_golden(tmp_path):
-    from tvm_mpq.codegen.aot import c_array
-    from tvm_mpq.codegen.kernels import generate_kernel
-    from tvm_mpq.reference.packing import packed_bytes, unpack
-    from tvm_mpq.target import build_firmware, run_host, run_qemu
+    from kernel_image import build_image, check_image
 
-    cases = [geo_case(7000 + i, n, *b, w_signed=i % 2 == 0, dsp=i % 4 != 3, arrays=True)
-             for i, (n, b) in enumerate(QEMU_CASES)]
-    d = tmp_path / "codegen"
-    d.mkdir()
-    kern, arrays, calls, expect, offset = {}, [], [], [], 0
-    for j, (spec, xb, params, y) in enumerate(cases):
-        k = generate_kernel(spec)
-        kern[k.name] = k
-        arrays.append(c_array("uint8_t", f"x{j}", xb))
-        args = [f"x{j}"]
-        for pname, (ctype, data) in params.items():
-            arrays.append(c_array(ctype, f"p{j}_{pname}", data))
-            args.append(f"p{j}_{pname}")
-        args.append(f"output + {offset}")
-        if k.scratch_bytes:
-            arrays.append(f"static uint8_t s{j}[{k.scratch_bytes}] __attribute__((aligned(8)));")
-            args.append(f"s{j}")
-        calls.append(f"    if ({k.name}({', '.join(args)}) != 0) return {j + 1};")
-        n = packed_bytes(spec.out_shape, spec.out_bits)
-        expect.append((offset, n, spec, y))
-        offset += n
-    for k in kern.values():
-        (d / f"{k.name}.c").write_text(k.c_source)
-    (d / "model.h").write_text(
-        "#include <stdint.h>\n#define MPQ_INPUT_BYTES 1\n"
-        f"#define MPQ_OUTPUT_BYTES {offset}\n#define MPQ_ARENA_BYTES 0\n"
-        "#define MPQ_NUM_LAYERS 1\nextern const char *const mpq_layer_names[1];\n"
-        "int mpq_model_run(const uint8_t *input, uint8_t *output);\n"
-        "#ifdef MPQ_PROFILE\nvoid mpq_profile_begin(int);\nvoid mpq_profile_end(int);\n#endif\n")
-    (d / "model.c").write_text(
-        "#include \"model.h\"\n" + "\n".join(k.prototype for k in kern.values()) + "\n"
-        + "\n".join(arrays) + "\nconst char *const mpq_layer_names[1] = {\"all_kernels\"};\n"
-        "int mpq_model_run(const uint8_t *input, uint8_t *output) {\n    (void)input;\n"
-        + "\n".join(calls) + "\n    return 0;\n}\n")
-    qemu = build_firmware(None, "qemu_m7", tmp_path / "qemu", codegen_dir=d)
-    host = build_firmware(None, "host", tmp_path / "host", codegen_dir=d)
-    q = run_qemu(qemu, b"\0", timeout_s=120).output_bytes
-    assert q == run_host(host, b"\0").output_bytes
-    data = np.frombuffer(q, np.uint8)
-    for off, n, spec, y in expect:
-        row = spec.out_shape[-1]
-        got = unpack(data[off:off + n].reshape(-1, packed_bytes((row,), spec.out_bits)),
-                     spec.out_bits, row, signed=spec.out_signed)
-        np.testing.assert_array_equal(got.reshape(y.shape), y, err_msg=spec.name)
+    cases = [(*geo_case(7000 + i, n, *b, w_signed=i % 2 == 0, dsp=i % 4 != 3, arrays=True),
+              None) for i, (n, b) in enumerate(QEMU_CASES)]
+    check_image(*build_image(cases, tmp_path))
 
 
 # ---- bad attributes -------------------------------------------------------------------------

@@ -188,8 +188,9 @@ def test_bad_attributes_are_one_line_errors(tmp_path, case, needle):
     w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
     w1 = numpy_helper.from_array(np.ones((1, 4, 1, 1), np.float32), "w1")
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv")]
-    if case == "const":
-        nodes.append(helper.make_node("Mul", ["c", "k"], ["y"], name="the_mul"))
+    if case == "const":         # (after the Relu: no graph clean-up folds it into the conv)
+        nodes += [helper.make_node("Relu", ["c"], ["r"], name="relu"),
+                  helper.make_node("Mul", ["r", "k"], ["y"], name="the_mul")]
         inits = [w, numpy_helper.from_array(np.full((1, 4, 1, 1), 2.0, np.float32), "k")]
     elif case == "spatial":
         nodes += [helper.make_node("Conv", ["x", "w1"], ["d"], name="conv1"),

@@ -156,7 +156,7 @@ class KernelSpec:
                 raise ModelError(f"kernel spec ({self.kind}): {f}={v}, expected {n} values")
             if v:               # canonical: the late field only when the int cannot say it
                 set_(one, v[0])
-                set_(f, () if len(set(v)) == 1 else v)
+            set_(f, () if len(set(v)) <= 1 else v)
         set_("group", int(self.group))
         _validate(self)
 

@@ -70,7 +70,9 @@ def write_float(net: TorchNet, path: str) -> None:
 
 
 def bits_string(plan: dict) -> str:
-    letters = {"conv": "C", "depthwise": "D", "pointwise": "P", "linear": "F"}
+    from .. import ops
+
+    letters = ops.letters()
     return " ".join(f"{letters.get(e['kind'], '?')}{e['in_bits']}{e['out_bits']}{e['w_bits']}"
                     for e in plan["layers"] if e.get("kind") in letters)
 
