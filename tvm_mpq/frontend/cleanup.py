@@ -11,6 +11,8 @@ differ from the flow's canonical form in ways that carry no arithmetic:
    contract and stay as they are), by onnxslim: constant folding (Clip bounds from
    Constant nodes, shape arithmetic), Identity/Dropout removal, dead nodes, MatMul + Add
    -> Gemm, Conv + BatchNormalization folding, shape inference.
+   A BatchNormalization right after a Gemm (dense + batch-norm, which onnxslim leaves) is
+   folded into the Gemm's weights and bias.
    A Mul by a scalar constant before a Gemm/MatMul/Conv (through layout-only nodes), as
    Paddle exports its inference-time dropout (x * 0.8), is folded into that layer's weights.
 3. Layout. tf2onnx's NHWC input behind Transpose(perm 0, 3, 1, 2) becomes an NCHW input
@@ -67,6 +69,7 @@ def prepare_model(model: onnx.ModelProto, origin: str,
     if not _is_qdq(m):
         m = _slim(m, origin)
         _fold_scalar_muls(m)
+        _fold_gemm_batch_norms(m)
         changed = True
     elif changed:
         m = _infer_shapes(m, origin)
@@ -169,6 +172,46 @@ def _fold_scalar_muls(m) -> None:
                 if name == mul.output[0]:
                     n.input[k] = x
         g.node.remove(mul)
+
+
+def _fold_gemm_batch_norms(m) -> None:
+    """Gemm (constant weights, transB 0/1, alpha = beta = 1) -> BatchNormalization (its
+    only consumer, constant parameters): W' = W k, b' = (b - mean) k + beta with
+    k = gamma / sqrt(var + eps), per output feature (exact in eval mode)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    for bn in [n for n in g.node if n.op_type == "BatchNormalization"]:
+        gemm = next((n for n in g.node if bn.input[0] in n.output), None)
+        if gemm is None or gemm.op_type != "Gemm" or len(bn.output) != 1 \
+                or any(t not in inits for t in list(bn.input[1:5]) + list(gemm.input[1:])) \
+                or sum(bn.input[0] in n.input for n in g.node) != 1 \
+                or sum(gemm.input[1] in n.input for n in g.node) != 1:
+            continue
+        at = {a.name: helper.get_attribute_value(a) for a in gemm.attribute}
+        if at.get("transA", 0) or at.get("alpha", 1.0) != 1.0 or at.get("beta", 1.0) != 1.0:
+            continue
+        eps = next((helper.get_attribute_value(a) for a in bn.attribute
+                    if a.name == "epsilon"), 1e-5)
+        gamma, beta, mean, var = (numpy_helper.to_array(inits[t]).astype(np.float64)
+                                  for t in bn.input[1:5])
+        k = gamma / np.sqrt(var + eps)
+        w = numpy_helper.to_array(inits[gemm.input[1]]).astype(np.float64)
+        w = w * k[:, None] if at.get("transB", 0) else w * k[None, :]
+        b = numpy_helper.to_array(inits[gemm.input[2]]).astype(np.float64) \
+            if len(gemm.input) > 2 and gemm.input[2] else np.zeros(len(k))
+        for name, arr in ((gemm.input[1], w), (f"{gemm.name}.bn_bias", (b - mean) * k + beta)):
+            t = numpy_helper.from_array(arr.astype(np.float32), name)
+            if name in inits:
+                inits[name].CopyFrom(t)
+            else:
+                g.initializer.append(t)
+        del gemm.input[2:]
+        gemm.input.append(f"{gemm.name}.bn_bias")
+        gemm.output[0] = bn.output[0]
+        g.node.remove(bn)
 
 
 def _nhwc_input(m) -> bool:
