@@ -112,10 +112,12 @@ def test_header_only_files(prefix):
 OPS = ["Conv", "Gemm", "MatMul", "Add", "Relu", "Clip", "BatchNormalization", "Reshape",
        "Flatten", "Squeeze", "Identity", "GlobalAveragePool", "AveragePool", "MaxPool",
        "QuantizeLinear", "DequantizeLinear", "Cast", "Transpose", "Constant", "Mul", "Concat",
-       "LeakyRelu", "Softmax", "NoSuchOp"]
+       "LeakyRelu", "Softmax", "HardSwish", "HardSigmoid", "Sigmoid", "Tanh", "Pad",
+       "Dropout", "NoSuchOp"]
 ATTRS = ["group", "strides", "pads", "dilations", "kernel_shape", "auto_pad", "transB",
          "transA", "alpha", "beta", "epsilon", "axis", "to", "perm", "count_include_pad",
-         "output_dtype", "block_size", "saturate", "training_mode", "min", "max"]
+         "output_dtype", "block_size", "saturate", "training_mode", "min", "max", "ceil_mode",
+         "storage_order", "mode"]
 TYPES = [TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.INT8,
          TensorProto.UINT8, TensorProto.INT4, TensorProto.UINT4, TensorProto.INT2,
          TensorProto.UINT2, TensorProto.INT32, TensorProto.INT64, TensorProto.BOOL,
