@@ -1,5 +1,5 @@
 """Executed Cortex-M7 instructions per MAC of the fast (DSP) kernels against the plain ones,
-on the benchmark layer shapes L1-L7 (/work/shared/notes/benchmarks.md), exact counts on
+on the benchmark layer shapes L1-L7 (docs/benchmarks.md), exact counts on
 QEMU mps2-an500 (TCG plugin, kernel address range only), every output checked bit for bit
 against the numpy golden model. Optionally whole networks from `tvm-mpq compile` build
 directories (`tvm-mpq run DIR --profile` output summed).

@@ -1,4 +1,4 @@
-"""Generate the benchmark layers L1-L7 (/work/shared/notes/benchmarks.md) as C kernels and
+"""Generate the benchmark layers L1-L7 (docs/benchmarks.md) as C kernels and
 smoke-test them: TVM generation time, host gcc build and run (checked bit for bit against
 tvm_mpq.reference.ops, host ns/MAC), arm-none-eabi-gcc object size, and with --qemu the
 executed Cortex-M7 instructions per MAC on QEMU mps2-an500 (also checked bit for bit).

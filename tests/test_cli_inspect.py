@@ -119,3 +119,15 @@ def test_every_verb_has_help_with_examples():
 def test_unknown_verb_is_a_usage_error():
     p = run_cli("frobnicate")
     assert p.returncode == 2 and "Traceback" not in p.stderr
+
+
+def test_version_and_verbosity_after_the_verb():
+    from tvm_mpq import __version__
+
+    p = run_cli("--version")
+    assert p.returncode == 0 and p.stdout.strip() == f"tvm-mpq {__version__}"
+    for args in (("-q", "plan", "mobilenet_v1_0.25_28"), ("plan", "mobilenet_v1_0.25_28", "-q")):
+        p = run_cli(*args, "--flash", "100kB", "--ram", "12kB")
+        assert p.returncode == 0, p.stderr
+    p = run_cli("inspect", "mobilenet_v1_0.25_28", "-v")
+    assert p.returncode == 0 and "layer" in p.stdout, p.stderr

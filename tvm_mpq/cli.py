@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 
+from . import __version__
 from .errors import MpqError
 
 # verb -> module in tvm_mpq.commands; each has register(subparsers) and run(args).
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                 epilog="Run `tvm-mpq VERB --help` for a verb's options and examples.")
     p.add_argument("-v", "--verbose", action="store_true", help="more detail on stderr")
     p.add_argument("-q", "--quiet", action="store_true", help="only results and errors")
+    p.add_argument("--version", action="version", version=f"tvm-mpq {__version__}")
     sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
     for verb in VERBS:
@@ -44,7 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    # our messages only: libraries keep their own loggers quiet (matplotlib's "generated new
+    # fontManager" on a fresh machine is INFO), their warnings still reach stderr
+    log = logging.getLogger("tvm_mpq")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
     signalled: list[int] = []
 
     def on_signal(signum, frame):

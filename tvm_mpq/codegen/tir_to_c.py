@@ -2,7 +2,7 @@
 
 `tvm.compile(mod, target="c")` wraps every function in TVM's packed calling convention,
 which needs the C++ runtime. A bare-metal kernel instead wants `int32_t f(uint8_t *x, ...)`.
-The recipe (see /work/shared/notes/tvm-0.27.md, "Plain C / ARM object code from TIR"):
+The recipe:
 
     1. BindTarget(c)
     2. TVM's default S-TIR pipeline, with MakePackedAPI, AnnotateEntryFunc and the two

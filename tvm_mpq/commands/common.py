@@ -34,9 +34,14 @@ def load_graph(args):
 
 
 def verb_parser(sub, name: str, help_: str, examples: str):
-    return sub.add_parser(name, help=help_, description=help_,
-                          epilog="examples:\n" + examples,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(name, help=help_, description=help_, epilog="examples:\n" + examples,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    # also after the verb (`tvm-mpq train ... -v`); SUPPRESS keeps the value given before it
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="more detail on stderr")
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="only results and errors")
+    return p
 
 
 def out(text: str = "") -> None:

@@ -12,7 +12,7 @@ int32 accumulator is
     y = clamp(y + Z_o, q_min, q_max)
 
 This form is the contract between this module, the TVM TIR kernels and the generated C:
-all three compute exactly this. It rounds to nearest with ties to even (method.md writes
+all three compute exactly this. It rounds to nearest with ties to even (the paper writes
 a floor): that is what ONNX QuantizeLinear, PyTorch and the fake-quant model do, so the
 integer model agrees with the QDQ model it came from (ties are frequent in average
 pooling, where M is often 1/4 or 1/16).

@@ -32,6 +32,10 @@ def _png(fig) -> str:
 
 
 def _plt():
+    import logging
+
+    # a fresh machine builds matplotlib's font cache and says so: not the user's business
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
     import matplotlib
 
     matplotlib.use("Agg")
