@@ -30,3 +30,13 @@ def assert_user_error(proc, *needles):
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def host_builder(tmp_path_factory):
+    """Compiles batches of generated kernels with the host gcc into shared libraries
+    (tests/test_codegen_kernels.py: HostBuilder); one per session, shared by the operator
+    tests."""
+    from test_codegen_kernels import HostBuilder
+
+    return HostBuilder(tmp_path_factory.mktemp("host_kernels"))

@@ -17,7 +17,7 @@ from onnx.reference import ReferenceEvaluator
 
 from conftest import assert_user_error, run_cli
 from ort_qdq import golden_vs_onnxruntime, kinds_of, ort_quantize
-from test_codegen_kernels import Case, HostBuilder, _run_all
+from test_codegen_kernels import Case, _run_all
 from tvm_mpq.codegen.kernels import KernelSpec, pack_params
 from tvm_mpq.ops.activation import NON_NEGATIVE, activation_lut, make_table, \
     reference_function
@@ -162,11 +162,6 @@ def _cases():
                               shapes[seed % len(shapes)]))
         seed += 1
     return cases
-
-
-@pytest.fixture(scope="module")
-def host_builder(tmp_path_factory):
-    return HostBuilder(tmp_path_factory.mktemp("activation_kernels"))
 
 
 def test_host_kernel_equals_golden(host_builder):

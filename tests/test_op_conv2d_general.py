@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from conftest import assert_user_error, run_cli
-from test_codegen_kernels import Case, HostBuilder, _run_all
+from test_codegen_kernels import Case, _run_all
 from tvm_mpq.codegen import kernel_dsp, kernels
 from tvm_mpq.codegen.kernels import KernelSpec, pack_params
 from tvm_mpq.ops.conv2d import conv2d, conv2d_acc
@@ -158,11 +158,6 @@ def geo_case(seed, name, in_bits, out_bits, w_bits, *, in_signed=False, out_sign
 def _combo_cases(name, base, dsp=True):
     return [geo_case(base + i, name, ib, ob, wb, in_signed=i % 4 == 1, out_signed=i % 5 == 2,
                      w_signed=i % 3 == 0, dsp=dsp) for i, (ib, ob, wb) in enumerate(COMBOS)]
-
-
-@pytest.fixture(scope="module")
-def host_builder(tmp_path_factory):
-    return HostBuilder(tmp_path_factory.mktemp("conv_general_kernels"))
 
 
 # every combination for these; a few combinations for the others

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 from conftest import assert_user_error, run_cli
-from test_codegen_kernels import Case, HostBuilder, _run_all
+from test_codegen_kernels import Case, _run_all
 from tvm_mpq.codegen.kernels import KernelSpec, pack_params
 from tvm_mpq.ops.common import out_size
 from tvm_mpq.ops.max_pool import max_pool
@@ -92,11 +92,6 @@ def _cases():
                                   c=3 + seed % 7))
         seed += 1
     return cases
-
-
-@pytest.fixture(scope="module")
-def host_builder(tmp_path_factory):
-    return HostBuilder(tmp_path_factory.mktemp("max_pool_kernels"))
 
 
 def test_host_kernel_equals_golden(host_builder):

@@ -16,7 +16,7 @@ from onnx.reference import ReferenceEvaluator
 
 from conftest import assert_user_error, run_cli
 from ort_qdq import golden_vs_onnxruntime, kinds_of, ort_quantize
-from test_codegen_kernels import Case, HostBuilder, _run_all
+from test_codegen_kernels import Case, _run_all
 from tvm_mpq.codegen.kernels import KernelSpec, pack_params
 from tvm_mpq.ops.softmax import exp_table, output_multiplier, softmax
 from tvm_mpq.reference.packing import int_range, pack
@@ -115,11 +115,6 @@ def softmax_case(seed, in_bits, out_bits, in_signed, n):
     t = exp_table(in_bits, s_in)
     want = softmax(x, t, p_mul, shift, q_min, q_min, q_max)
     return Case(spec, [pack(x, in_bits).tobytes(), pack_params(spec, t)["table"][1]], want)
-
-
-@pytest.fixture(scope="module")
-def host_builder(tmp_path_factory):
-    return HostBuilder(tmp_path_factory.mktemp("softmax_kernels"))
 
 
 def test_host_kernel_equals_golden(host_builder):

@@ -151,7 +151,7 @@ def tuning_metadata(path: str, records, gen) -> dict:
 
 def fit_arena(mod, name: str, info, records, ram: int | None):
     """generate_model with the tuned (or default) schedules; when their kernels' scratch
-    (im2col columns, depthwise rings) pushes the arena over the RAM budget, the same with
+    (im2col columns, rings of widened input rows) pushes the arena over the RAM budget, the same with
     leaner schedules (kernel_dsp.lean_schedule, levels 1 then 2) for every layer whose
     scratch is larger than the lean one's, as far as that brings the arena down."""
     from ..codegen import kernel_dsp

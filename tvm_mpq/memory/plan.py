@@ -10,8 +10,8 @@ later steps (retraining, integer conversion, code generation). See docs/plan.md.
                  "n_weights", "out_channels", "weight_bytes", "param_bytes", "act_bytes",
                  "in_from", "n_in", "n_out"}]}
 
-`layers` lists the weight layers (the kinds of operators with weights: conv, depthwise,
-pointwise, linear) in execution order.
+`layers` lists the weight layers (the layers of operators with weights, `ops.weight_kinds`)
+in execution order.
 `in_from` (optional on input, always written) names the weight layer whose output
 precision this layer's input carries (pool/add layers pass a precision through), or is
 null for the network input; when absent the plan is read as a chain (`in_from` = the

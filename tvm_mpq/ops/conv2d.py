@@ -125,6 +125,13 @@ def _infer_relax(call, *_):
     return ta.tensor_type((1, *out_hw(h, wd, geo), w_shape[0]), relax_out_dtype(a))
 
 
+def onnx_layer_kind(group: int, cin: int, cin_g: int, kernel_hw, pads) -> str:
+    """The layer kind of an ONNX Conv (group, input channels, weights' input channels a
+    group, kernel (kh, kw), pads): what `from_onnx` names its Layer."""
+    geo = (*tuple(kernel_hw), 1, 1, *tuple(pads or (0, 0, 0, 0)))
+    return _kind(group > 1 and group == cin and cin_g == 1, geo, group)
+
+
 def _kind(depthwise: bool, geo, group: int = 1) -> str:
     if depthwise:
         return "depthwise"
@@ -226,7 +233,7 @@ class Conv2d(WeightedOperator, Operator):
         if list(out_shape) != want or min(want) < 1:
             raise ModelError(f"node '{node.name}' ({op}): output shape {list(out_shape)}, "
                              f"expected {want} from the input, weights, pads and strides")
-        kind = _kind(group > 1 and group == cin and cin_g == 1, geo, group)
+        kind = onnx_layer_kind(group, cin, cin_g, geo[:2], geo[4:8])
         macs = int(np.prod(out_shape)) * cin_g * kh * kw
         return Layer(node.name, kind, [x], node.output[0], in_shape, out_shape,
                      weight_shape=tuple(w.shape), n_weights=int(w.size), n_bias=n_bias,

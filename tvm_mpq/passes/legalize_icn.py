@@ -7,7 +7,7 @@ What it does: rebuilds `main` as an integer function. Its parameter is the quant
 image in NHWC (the float `quantize` at the entry is dropped; its scale and zero point
 become function attributes), and every chain
 
-    dequantize(x_q) -> conv2d | depthwise | matmul (dequantize(w_q)) [+ bias]
+    dequantize(x_q) -> <an operator's float op> (dequantize(w_q)) [+ bias]
         [-> batch_norm] [-> relu | max/min clamp] -> quantize -> mpq.precision
 
 becomes the integer op of the operator that registered the float op at its root

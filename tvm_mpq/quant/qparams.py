@@ -45,7 +45,7 @@ QTYPE_BITS = {v: k for k, v in QTYPES.items()}
 @dataclass
 class LayerQParams:
     name: str                          # ONNX node name of the Conv / Gemm / pool / Add
-    kind: str                          # conv, depthwise, pointwise, linear, pool, add, maxpool
+    kind: str                          # the layer kind (frontend.graph.Layer.kind)
     in_bits: int
     in_scale: np.float32
     in_zero_point: int
@@ -183,11 +183,12 @@ def read_qdq_params(model: onnx.ModelProto) -> list[LayerQParams]:
         per_channel = w_scale.ndim == 1
         w_bits = QTYPE_BITS[inits[wdq.input[0]].data_type][0]
         kind = "linear"
-        if node.op_type == "Conv":
-            k, grp = list(at["kernel_shape"]), at.get("group", 1)
-            cin_g = inits[wdq.input[0]].dims[1]
-            kind = "depthwise" if grp > 1 and cin_g == 1 else "pointwise" if k == [1, 1] \
-                and grp == 1 and not any(at.get("pads", [0])) else "conv"
+        if node.op_type == "Conv":             # named as the frontend names it
+            from ..ops.conv2d import onnx_layer_kind
+
+            grp, cin_g = int(at.get("group", 1)), int(inits[wdq.input[0]].dims[1])
+            kind = onnx_layer_kind(grp, grp * cin_g, cin_g, at["kernel_shape"],
+                                   at.get("pads"))
         if per_channel and axis != 0:
             raise ModelError(f"node '{wdq.name}': per-channel axis {axis}, expected 0")
         p = LayerQParams(

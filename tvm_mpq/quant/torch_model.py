@@ -1,8 +1,8 @@
 """A PyTorch twin of a float ONNX model, and the way back.
 
 `from_onnx` builds a `TorchNet` from the model's LayerGraph (frontend.graph): one module
-per layer, built by the face of the layer's kind (quant/faces/: conv / depthwise /
-pointwise, linear, pool, add, maxpool), run in the LayerGraph's order over a dict of
+per layer, built by the face of the layer's operator (quant/faces/, one file per
+operator), run in the LayerGraph's order over a dict of
 tensors keyed by its activation tensor ids. So any graph the frontend accepts works:
 chains like the zoo's MobileNetV1, residual adds (with or without a ReLU after them),
 tensors with several consumers, pooling anywhere, the flatten before a Gemm.

@@ -100,7 +100,7 @@ def ties_possible(m0, n0, acc_max=None) -> bool:
 def accumulator_max(w, w_zero, bias, x_dev: int, acc_shift: int = 0) -> np.ndarray:
     """Per output channel, the largest |acc| of an ICN layer: acc = (sum over its taps of
     (x - z_in)(w - w_zero)) << acc_shift + bias with |x - z_in| <= x_dev, w: (Cout, ...)
-    (depthwise: (C, KH, KW, 1)). Exact Python integers."""
+    (any per-channel layout with the output channel first). Exact Python integers."""
     w = np.asarray(w, np.int64).reshape(len(w), -1)
     dev = np.abs(w - np.asarray(w_zero, np.int64).reshape(-1, 1)).sum(axis=1)
     bias = np.broadcast_to(np.asarray(bias, np.int64), dev.shape)

@@ -72,7 +72,7 @@ def function_ranges(elf: str | os.PathLike) -> dict[str, tuple[int, int]]:
 
 def kernel_symbols(ranges: dict[str, tuple[int, int]], name: str) -> list[str]:
     """The functions of kernel `name` among `ranges` (function_ranges): the kernel and its
-    generated helpers `<name>__*` (e.g. the depthwise assembly row), whose instructions
+    generated helpers `<name>__*` (e.g. a generated assembly row), whose instructions
     count as the kernel's."""
     return [n for n in ranges if n == name or (n.startswith(name + "__") and "." not in n)]
 
